@@ -1,0 +1,276 @@
+"""Proximal Policy Optimization (Schulman et al. 2017, "Proximal Policy Optimization Algorithms").
+
+With probability ratio r_t(theta) = pi_theta(a_t|s_t) / pi_old(a_t|s_t) and GAE advantages A_t
+(see :mod:`deeprl.buffers.rollout`), one minibatch minimises
+
+    L = L_clip + c_v * L_V - c_e * H[pi_theta]
+    L_clip = E[ max(-A_t r_t, -A_t clip(r_t, 1 - eps, 1 + eps)) ]                   (eq. 7)
+    L_V    = 1/2 E[ max((V - R_t)^2, (V_old + clip(V - V_old, -eps, eps) - R_t)^2) ]
+
+(the clipped value loss is optional). Implementation details follow Huang et al. 2022, "The 37
+Implementation Details of PPO" and CleanRL's ``ppo.py`` / ``ppo_continuous_action.py``, whose
+defaults this config uses: separate 64x64 tanh actor and critic, orthogonal init, Adam eps 1e-5,
+learning-rate annealing, per-minibatch advantage normalisation, global grad-norm clipping 0.5,
+a state-independent log-std for continuous actions, and optional running mean/std observation
+and return-based reward normalisation (as SB3's ``VecNormalize``).
+
+Normaliser statistics are updated after each update from the rollout just used, so the
+observations an update trains on are normalised exactly as they were when the actions were taken.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from deeprl.agent import Agent
+from deeprl.buffers.rollout import RolloutBuffer, generalized_advantage_estimation
+from deeprl.envs.spec import EnvSpec
+from deeprl.nets.distributions import (
+    categorical_log_prob_entropy,
+    categorical_sample,
+    gaussian_entropy,
+    gaussian_log_prob,
+)
+from deeprl.nets.mlp import mlp
+from deeprl.nets.normalize import RunningMeanStd
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters; defaults are CleanRL ``ppo.py`` (CartPole)."""
+
+    num_envs: int = 4
+    num_steps: int = 128
+    lr: float = 2.5e-4
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    norm_adv: bool = True
+    clip_coef: float = 0.2
+    clip_vloss: bool = True
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = None
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    init_log_std: float = 0.0
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    obs_clip: float = 10.0
+    reward_clip: float = 10.0
+
+
+def ppo_loss(
+    new_log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    new_value: torch.Tensor,
+    old_value: torch.Tensor,
+    returns: torch.Tensor,
+    clip_coef: float,
+    clip_vloss: bool,
+    ent_coef: float,
+    vf_coef: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The PPO objective for one minibatch; every input is (B,). Returns (loss, statistics)."""
+    log_ratio = new_log_prob - old_log_prob
+    ratio = log_ratio.exp()
+    pg_loss = torch.max(
+        -advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
+    ).mean()
+    if clip_vloss:
+        v_clipped = old_value + (new_value - old_value).clamp(-clip_coef, clip_coef)
+        v_loss = 0.5 * torch.max((new_value - returns).square(), (v_clipped - returns).square())
+        v_loss = v_loss.mean()
+    else:
+        v_loss = 0.5 * (new_value - returns).square().mean()
+    entropy_mean = entropy.mean()
+    loss = pg_loss - ent_coef * entropy_mean + vf_coef * v_loss
+    with torch.no_grad():
+        stats = {
+            "policy_loss": pg_loss,
+            "value_loss": v_loss,
+            "entropy": entropy_mean,
+            # k3 estimator of KL(old || new) (Schulman 2020), unbiased and always >= 0
+            "approx_kl": ((ratio - 1) - log_ratio).mean(),
+            "clip_fraction": ((ratio - 1).abs() > clip_coef).float().mean(),
+        }
+    return loss, stats
+
+
+class PPO(Agent):
+    """PPO for discrete (categorical) and continuous (diagonal Gaussian) actions.
+
+    Example::
+
+        from deeprl.agents import PPO
+        from deeprl.envs import make_env
+        env = make_env("cartpole", num_envs=4)
+        agent = PPO(env.spec, env.num_envs)
+    """
+
+    Config = PPOConfig
+    name = "ppo"
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        num_envs: int,
+        device: torch.device | str = "cpu",
+        config: PPOConfig | None = None,
+        total_steps: int | None = None,
+    ) -> None:
+        super().__init__(spec, num_envs, device)
+        self.config = cfg = config or PPOConfig()
+        self.batch_size = cfg.num_steps * num_envs
+        if self.batch_size % cfg.num_minibatches:
+            raise ValueError(
+                f"num_steps * num_envs = {self.batch_size} is not divisible by "
+                f"num_minibatches = {cfg.num_minibatches}"
+            )
+        self.minibatch_size = self.batch_size // cfg.num_minibatches
+        self.num_updates = max(1, (total_steps or self.batch_size) // self.batch_size)
+
+        obs_dim = math.prod(spec.observation_space.shape)
+        if spec.discrete:
+            act_dim = spec.action_space.n
+        else:
+            act_dim = math.prod(spec.action_space.shape)
+            self.log_std = nn.Parameter(torch.full((act_dim,), cfg.init_log_std))
+        self.actor = mlp(obs_dim, cfg.hidden_sizes, act_dim, cfg.activation, out_gain=0.01)
+        self.critic = mlp(obs_dim, cfg.hidden_sizes, 1, cfg.activation, out_gain=1.0)
+        self.obs_rms = RunningMeanStd(spec.observation_space.shape)
+        self.return_rms = RunningMeanStd(())
+        self.register_buffer("running_return", torch.zeros(num_envs, dtype=torch.float64))
+        self.register_buffer("updates_done", torch.zeros((), dtype=torch.int64))
+        self.to(self.device)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.lr, eps=1e-5)
+        self.optimizers["main"] = self.optimizer
+
+    # ---- acting -------------------------------------------------------------------------------
+    def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = obs.flatten(1).to(torch.float32)
+        if self.config.normalize_obs:
+            obs = self.obs_rms.normalize(obs.view(-1, *self.spec.observation_space.shape))
+            obs = obs.clamp(-self.config.obs_clip, self.config.obs_clip).flatten(1)
+        return obs
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, dict]:
+        x = self._prepare(obs)
+        out = self.actor(x)
+        if self.spec.discrete:
+            if deterministic:
+                return out.argmax(-1), {}
+            action = categorical_sample(out)
+            log_prob = torch.log_softmax(out, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        else:
+            if deterministic:
+                return out.view(-1, *self.spec.action_space.shape), {}
+            action = out + torch.randn_like(out) * self.log_std.exp()
+            log_prob = gaussian_log_prob(action, out, self.log_std)
+            action = action.view(-1, *self.spec.action_space.shape)
+        return action, {"log_prob": log_prob, "value": self.critic(x).squeeze(-1)}
+
+    def _evaluate(self, x: torch.Tensor, actions: torch.Tensor):
+        """Log-prob, entropy and value (each (B,)) of stored actions under current weights."""
+        out = self.actor(x)
+        if self.spec.discrete:
+            log_prob, entropy = categorical_log_prob_entropy(out, actions)
+        else:
+            log_prob = gaussian_log_prob(actions.flatten(1), out, self.log_std)
+            entropy = gaussian_entropy(self.log_std).expand(out.shape[0])
+        return log_prob, entropy, self.critic(x).squeeze(-1)
+
+    # ---- learning -----------------------------------------------------------------------------
+    def make_buffer(self) -> RolloutBuffer:
+        return RolloutBuffer(self.config.num_steps, self.num_envs, self.device)
+
+    def _scaled_rewards(self, rewards: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """Divide rewards by the running std of the discounted return (SB3 VecNormalize)."""
+        returns = torch.empty_like(rewards, dtype=torch.float64)
+        running = self.running_return
+        for t in range(rewards.shape[0]):
+            running = running * self.config.gamma + rewards[t]
+            returns[t] = running
+            running = running.masked_fill(done[t], 0.0)
+        self.running_return.copy_(running)
+        self.return_rms.update(returns.flatten())
+        scaled = self.return_rms.normalize(rewards, center=False)
+        return scaled.clamp(-self.config.reward_clip, self.config.reward_clip)
+
+    def update(self, buffer: RolloutBuffer, step: int) -> dict[str, float] | None:
+        if not buffer.full:
+            return None
+        cfg = self.config
+        data = buffer.data
+        obs_shape = self.spec.observation_space.shape
+        if cfg.anneal_lr:
+            frac = 1.0 - self.updates_done.item() / self.num_updates
+            self.optimizer.param_groups[0]["lr"] = max(frac, 0.0) * cfg.lr
+
+        rewards = data["reward"]
+        if cfg.normalize_reward:
+            rewards = self._scaled_rewards(rewards, data["terminated"] | data["truncated"])
+        obs = self._prepare(data["obs"].flatten(0, 1))
+        with torch.no_grad():
+            next_values = self.critic(self._prepare(data["next_obs"].flatten(0, 1)))
+            advantages, returns = generalized_advantage_estimation(
+                rewards,
+                data["value"],
+                next_values.view_as(rewards),
+                data["terminated"],
+                data["truncated"],
+                cfg.gamma,
+                cfg.gae_lambda,
+            )
+        actions = data["action"].flatten(0, 1)
+        old_log_prob = data["log_prob"].flatten()
+        old_values = data["value"].flatten()
+        advantages, returns = advantages.flatten(), returns.flatten()
+
+        for _epoch in range(cfg.update_epochs):
+            order = torch.randperm(self.batch_size, device=self.device)
+            for start in range(0, self.batch_size, self.minibatch_size):
+                idx = order[start : start + self.minibatch_size]
+                new_log_prob, entropy, new_value = self._evaluate(obs[idx], actions[idx])
+                adv = advantages[idx]
+                if cfg.norm_adv:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                loss, stats = ppo_loss(
+                    new_log_prob,
+                    old_log_prob[idx],
+                    adv,
+                    entropy,
+                    new_value,
+                    old_values[idx],
+                    returns[idx],
+                    cfg.clip_coef,
+                    cfg.clip_vloss,
+                    cfg.ent_coef,
+                    cfg.vf_coef,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+            if cfg.target_kl is not None and stats["approx_kl"] > cfg.target_kl:
+                break
+
+        if cfg.normalize_obs:
+            self.obs_rms.update(data["obs"].flatten(0, 1).view(-1, *obs_shape))
+        self.updates_done += 1
+        buffer.reset()
+        var_returns = returns.var()
+        explained_var = 1 - (returns - old_values).var() / var_returns
+        metrics = {k: v.item() for k, v in stats.items()}
+        metrics["explained_variance"] = explained_var.item() if var_returns > 0 else float("nan")
+        metrics["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        return metrics

@@ -1,0 +1,88 @@
+"""The one vector-environment interface every agent uses.
+
+A :class:`VectorEnv` steps ``num_envs`` copies of an environment together. Observations, actions,
+rewards and flags are batched torch tensors on ``env.device``. Episodes reset automatically: when
+copy ``i`` finishes at step ``t``, ``StepResult.obs[i]`` is already the first observation of its
+next episode, and ``StepResult.next_obs[i]`` is the last observation of the finished one (what a
+critic bootstraps from on truncation).
+
+Termination and truncation are kept apart: ``terminated`` means the MDP reached a terminal state
+(value 0 beyond it); ``truncated`` means the episode was cut (time limit) and the value of
+``next_obs`` still counts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from deeprl.envs.spec import EnvSpec
+
+
+@dataclass
+class StepResult:
+    """One batched step. Shapes with N = num_envs.
+
+    Attributes:
+        obs: (N, *obs_shape) observation to act on next (already reset where an episode ended).
+        next_obs: (N, *obs_shape) observation reached by this step, before any reset.
+        reward: (N,) float32.
+        terminated: (N,) bool, terminal state reached.
+        truncated: (N,) bool, episode cut by a time limit (and not terminated).
+        episode_return: (N,) float32, the undiscounted return of the episode that ended here
+            (0 where ``done`` is False).
+        episode_length: (N,) int64, its length in steps (0 where ``done`` is False).
+        info: backend-specific extras as tensors (e.g. ``success`` for Meta-World).
+    """
+
+    obs: torch.Tensor
+    next_obs: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    episode_return: torch.Tensor
+    episode_length: torch.Tensor
+    info: dict[str, torch.Tensor]
+
+    @property
+    def done(self) -> torch.Tensor:
+        return self.terminated | self.truncated
+
+
+class VectorEnv(ABC):
+    """Abstract batched environment. Subclasses set ``spec``, ``num_envs`` and ``device``."""
+
+    spec: EnvSpec
+    num_envs: int
+    device: torch.device
+
+    @abstractmethod
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Reset every copy; returns observations (N, *obs_shape). A seed makes it reproducible."""
+
+    @abstractmethod
+    def step(self, action: torch.Tensor) -> StepResult:
+        """Step every copy with ``action`` of shape (N,) (discrete) or (N, *action_shape)."""
+
+    def sample_actions(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Uniformly random actions (N, ...) on ``self.device``."""
+        space = self.spec.action_space
+        if self.spec.discrete:
+            return torch.randint(
+                space.n, (self.num_envs,), device=self.device, generator=generator
+            )
+        low, high = space.bounds(self.device)
+        u = torch.rand((self.num_envs, *space.shape), device=self.device, generator=generator)
+        return low + u * (high - low)
+
+    def state_dict(self) -> dict | None:
+        """Everything needed to continue exactly where the env is, or None if not restorable."""
+        return None
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot restore its state")
+
+    def close(self) -> None:
+        """Free processes or simulators held by the env."""

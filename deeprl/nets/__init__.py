@@ -1,0 +1,1 @@
+"""Network building blocks shared by agents: MLP torsos, normalizers, action distributions."""

@@ -1,0 +1,1 @@
+"""Training: the loop, Hydra entry point, collector, evaluation and checkpoints."""

@@ -1,0 +1,3 @@
+from deeprl.train.cli import main
+
+main()

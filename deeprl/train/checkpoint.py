@@ -1,0 +1,60 @@
+"""Atomic, pickle-free checkpoints.
+
+A checkpoint is one ``torch.save`` file of tensors and plain containers, written to a temporary
+file in the same directory and renamed over the old one, so a crash mid-write never leaves a
+broken checkpoint. Loading uses ``torch.load(weights_only=True)``, which refuses arbitrary
+pickled objects; a corrupt or foreign file raises :class:`~deeprl.errors.UserError`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deeprl.errors import UserError
+
+FORMAT = "deeprl-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` without unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"checkpoint {path} is corrupt or not a deeprl checkpoint ({reason[:200]}); "
+            f"nothing was overwritten"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"{path} is not a deeprl checkpoint (no '{FORMAT}' marker)")
+    if state.get("version") != VERSION:
+        raise UserError(
+            f"checkpoint {path} has format version {state.get('version')}, this deeprl reads "
+            f"version {VERSION}"
+        )
+    return state

@@ -1,0 +1,60 @@
+import torch
+
+from deeprl.agents import PPO, PPOConfig
+from deeprl.agents.ppo import ppo_loss
+from deeprl.envs import make_env
+
+
+def test_ppo_loss_clips_the_ratio():
+    # ratio = e^0.5 > 1.2 with positive advantage: the clipped term (1.2 * A) is used.
+    new = torch.tensor([0.5])
+    old = torch.tensor([0.0])
+    adv = torch.tensor([2.0])
+    zero = torch.zeros(1)
+    loss, stats = ppo_loss(new, old, adv, zero, zero, zero, zero, 0.2, False, 0.0, 0.0)
+    torch.testing.assert_close(loss, torch.tensor(-1.2 * 2.0))
+    assert stats["clip_fraction"] == 1.0
+    # negative advantage: max(-A r, -A clip(r)) picks the unclipped (larger) penalty
+    loss, _ = ppo_loss(new, old, -adv, zero, zero, zero, zero, 0.2, False, 0.0, 0.0)
+    torch.testing.assert_close(loss, torch.tensor(2.0 * torch.e**0.5))
+
+
+def test_ppo_value_clipping_and_entropy_terms():
+    zero = torch.zeros(1)
+    new_v, old_v, ret = torch.tensor([2.0]), torch.tensor([0.0]), torch.tensor([3.0])
+    ent = torch.tensor([0.7])
+    loss, stats = ppo_loss(zero, zero, zero, ent, new_v, old_v, ret, 0.2, True, 0.1, 0.5)
+    # clipped value 0.2 -> (0.2-3)^2 = 7.84 > (2-3)^2 = 1: the pessimistic (clipped) term counts
+    torch.testing.assert_close(stats["value_loss"], torch.tensor(0.5 * 7.84))
+    torch.testing.assert_close(loss, torch.tensor(0.5 * 0.5 * 7.84 - 0.1 * 0.7))
+
+
+def test_act_shapes_discrete_and_continuous():
+    for name, action_shape in (("cartpole", (3,)), ("pendulum", (3, 1))):
+        env = make_env(name, num_envs=3)
+        agent = PPO(env.spec, 3)
+        obs = env.reset(seed=0)
+        action, extras = agent.act(obs)
+        assert action.shape == action_shape
+        assert extras["log_prob"].shape == (3,) and extras["value"].shape == (3,)
+        deterministic, _ = agent.act(obs, deterministic=True)
+        assert deterministic.shape == action_shape
+
+
+def test_normalizer_statistics_are_in_the_checkpoint():
+    env = make_env("pendulum", num_envs=4)
+    config = PPOConfig(num_envs=4, num_steps=8, num_minibatches=2, normalize_obs=True,
+                       normalize_reward=True)
+    agent = PPO(env.spec, 4, config=config)
+    buffer = agent.make_buffer()
+    from deeprl.train.collector import Collector
+
+    collector = Collector(env, agent, seed=0)
+    while agent.update(buffer, collector.steps) is None:
+        buffer.add(collector.step())
+    state = agent.checkpoint_state()
+    fresh = PPO(env.spec, 4, config=config)
+    fresh.load_checkpoint_state(state)
+    assert fresh.obs_rms.count.item() > 1
+    torch.testing.assert_close(fresh.obs_rms.mean, agent.obs_rms.mean)
+    torch.testing.assert_close(fresh.return_rms.var, agent.return_rms.var)

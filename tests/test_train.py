@@ -1,0 +1,90 @@
+"""End-to-end runs of deeprl-train: run directory contents, determinism, resume, multirun."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import read_jsonl, run_cli
+
+SHORT = ["train.total_steps=6144", "train.eval_every=2048", "train.log_every=1024"]
+
+
+def test_run_directory_contents(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(f"hydra.run.dir={run_dir}", "seed=3", *SHORT, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("config.yaml", "metrics.jsonl", "eval.json", "checkpoints/last.pt",
+                 "agent.safetensors"):
+        assert (run_dir / name).exists(), name
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert "seed: 3" in (run_dir / "config.yaml").read_text()
+    lines = read_jsonl(run_dir / "metrics.jsonl")
+    assert all("step" in line for line in lines)
+    evals = [line for line in lines if "eval/return_mean" in line]
+    assert [line["step"] for line in evals] == [2048, 4096, 6144]
+    assert all("eval/return_std" in line for line in evals)
+    report = json.loads((run_dir / "eval.json").read_text())
+    assert report["step"] == 6144 and report["episodes"] == 10
+    assert {"return_mean", "return_std", "returns"} <= report.keys()
+    # A finished run is not run again.
+    proc = run_cli(f"hydra.run.dir={run_dir}", "seed=3", *SHORT, cwd=tmp_path)
+    assert proc.returncode == 0 and "already finished" in proc.stderr
+
+
+def test_same_seed_same_metrics(tmp_path):
+    files = []
+    for name in ("a", "b"):
+        proc = run_cli(f"hydra.run.dir={tmp_path / name}", "seed=11", *SHORT, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        files.append((tmp_path / name / "metrics.jsonl").read_text())
+    assert files[0] == files[1]
+    proc = run_cli(f"hydra.run.dir={tmp_path / 'c'}", "seed=12", *SHORT, cwd=tmp_path)
+    assert (tmp_path / "c" / "metrics.jsonl").read_text() != files[0]
+
+
+def test_sigterm_then_resume_equals_uninterrupted(tmp_path):
+    args = ["seed=5", "env=pendulum", "train.total_steps=40960", "train.eval_every=8192",
+            "train.log_every=2048", "train.checkpoint_every=0"]
+    reference = tmp_path / "reference"
+    assert run_cli(f"hydra.run.dir={reference}", *args, cwd=tmp_path).returncode == 0
+
+    run_dir = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deeprl.train", f"hydra.run.dir={run_dir}", *args],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "checkpoint saved" in stderr
+    assert not (run_dir / "eval.json").exists()
+    stopped_at = read_jsonl(metrics)[-1]["step"]
+    assert stopped_at < 40960
+
+    proc = run_cli(f"resume={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming" in proc.stderr
+    assert metrics.read_text() == (reference / "metrics.jsonl").read_text()
+    assert json.loads((run_dir / "eval.json").read_text()) == json.loads(
+        (reference / "eval.json").read_text()
+    )
+
+
+def test_multirun_with_joblib_launcher(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                   f"hydra.sweep.dir={sweep}", "train.total_steps=1024", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    reports = sorted(sweep.glob("*/eval.json"))
+    assert len(reports) == 2
+    seeds = sorted(json.loads((r.parent / "config.yaml").read_text().split("seed: ")[1][:1])
+                   for r in reports)
+    assert seeds == [0, 1]
