@@ -152,7 +152,7 @@ class PPO(Agent):
         self.register_buffer("running_return", torch.zeros(num_envs, dtype=torch.float64))
         self.register_buffer("updates_done", torch.zeros((), dtype=torch.int64))
         self.to(self.device)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.lr, eps=1e-5)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
         self.optimizers["main"] = self.optimizer
 
     # ---- acting -------------------------------------------------------------------------------
@@ -164,20 +164,15 @@ class PPO(Agent):
         return obs
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, dict]:
-        x = self._prepare(obs)
-        out = self.actor(x)
+        # Old log-probabilities and values are not computed here: the policy is fixed during a
+        # rollout, so the update recomputes them for the whole rollout in one batched pass.
+        out = self.actor(self._prepare(obs))
         if self.spec.discrete:
-            if deterministic:
-                return out.argmax(-1), {}
-            action = categorical_sample(out)
-            log_prob = torch.log_softmax(out, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            action = out.argmax(-1) if deterministic else categorical_sample(out)
         else:
-            if deterministic:
-                return out.view(-1, *self.spec.action_space.shape), {}
-            action = out + torch.randn_like(out) * self.log_std.exp()
-            log_prob = gaussian_log_prob(action, out, self.log_std)
+            action = out if deterministic else out + torch.randn_like(out) * self.log_std.exp()
             action = action.view(-1, *self.spec.action_space.shape)
-        return action, {"log_prob": log_prob, "value": self.critic(x).squeeze(-1)}
+        return action, {}
 
     def _evaluate(self, x: torch.Tensor, actions: torch.Tensor):
         """Log-prob, entropy and value (each (B,)) of stored actions under current weights."""
@@ -220,20 +215,19 @@ class PPO(Agent):
         if cfg.normalize_reward:
             rewards = self._scaled_rewards(rewards, data["terminated"] | data["truncated"])
         obs = self._prepare(data["obs"].flatten(0, 1))
+        actions = data["action"].flatten(0, 1)
         with torch.no_grad():
+            old_log_prob, _, old_values = self._evaluate(obs, actions)
             next_values = self.critic(self._prepare(data["next_obs"].flatten(0, 1)))
             advantages, returns = generalized_advantage_estimation(
                 rewards,
-                data["value"],
+                old_values.view_as(rewards),
                 next_values.view_as(rewards),
                 data["terminated"],
                 data["truncated"],
                 cfg.gamma,
                 cfg.gae_lambda,
             )
-        actions = data["action"].flatten(0, 1)
-        old_log_prob = data["log_prob"].flatten()
-        old_values = data["value"].flatten()
         advantages, returns = advantages.flatten(), returns.flatten()
 
         for _epoch in range(cfg.update_epochs):

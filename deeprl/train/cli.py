@@ -176,6 +176,14 @@ def run(cfg: DictConfig) -> dict | None:
             saved.train.total_steps
         )
         cfg = saved
+    elif (run_dir / "config.yaml").exists():
+        # A re-run of a sweep lands in the same directory: continue it only if it is the same run.
+        saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
+        if saved != OmegaConf.to_container(cfg, resolve=True):
+            raise UserError(
+                f"{run_dir} already holds a run with a different config; choose another "
+                f"hydra.run.dir (or hydra.sweep.dir), or resume={run_dir} to continue that run"
+            )
     if (run_dir / "eval.json").exists():
         print(f"{PROG}: {run_dir} already finished (eval.json exists); skipping", file=sys.stderr)
         return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -190,6 +191,8 @@ class Trainer:
         if start:
             print(f"deeprl: resuming {self.run_dir} from step {start}", file=sys.stderr)
         else:
+            # A fresh start (possibly over a run killed before its first checkpoint).
+            shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         logger = RunLogger(self.run_dir, total, progress=train.progress, start_step=start)
         step = start
