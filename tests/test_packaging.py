@@ -46,7 +46,8 @@ def test_wheel_ships_configs_and_trains_from_an_install(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("deeprl/configs/config.yaml", "deeprl/configs/agent/ppo.yaml",
                      "deeprl/configs/env/cartpole.yaml", "deeprl/agents/ppo.py",
-                     "deeprl/worldmodels/__init__.py", "deeprl/offline/__init__.py"):
+                     "deeprl/worldmodels/__init__.py", "deeprl/offline/__init__.py",
+                     "deeprl/eval/data/atari_scores.csv"):
         assert required in names, required
     assert not any(n.startswith(("agents/", "offline/", "worldmodels/", "configs/"))
                    for n in names)

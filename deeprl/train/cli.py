@@ -143,7 +143,7 @@ def _check_keys(overrides: list[str]) -> None:
     parser_overrides = [o for o in overrides if "," not in o.split("=", 1)[-1]]  # skip sweeps
     with initialize_config_module("deeprl.configs", version_base=None):
         try:
-            compose("config", overrides=parser_overrides)
+            compose("config", overrides=parser_overrides, return_hydra_config=True)
         except ConfigCompositionException as exc:
             cause = exc.__cause__
             if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
@@ -158,8 +158,8 @@ def _check_keys(overrides: list[str]) -> None:
                     f"unknown config key {cause.full_key!r}.{close_matches(key, options)} "
                     f"To add a new key, prefix it with '+' (+{cause.full_key}=...)."
                 ) from None
-            first = str(exc).strip().splitlines()[0]
-            raise UserError(f"{first}") from None
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            raise UserError(" ".join(lines[:2])) from None
 
 
 def run(cfg: DictConfig) -> dict | None:
