@@ -61,7 +61,8 @@ def test_resume_needs_a_run_directory(tmp_path):
     (tmp_path / "empty").mkdir()
     assert_user_error(run_cli(f"resume={tmp_path / 'empty'}", cwd=tmp_path), "config.yaml")
     run_dir = tmp_path / "run"
-    assert run_cli(f"hydra.run.dir={run_dir}", "train.total_steps=512", cwd=tmp_path).returncode == 0
+    proc = run_cli(f"hydra.run.dir={run_dir}", "train.total_steps=512", cwd=tmp_path)
+    assert proc.returncode == 0
     shutil.rmtree(run_dir / "checkpoints")
     assert_user_error(run_cli(f"resume={run_dir}", cwd=tmp_path), "no checkpoint")
 
@@ -69,4 +70,4 @@ def test_resume_needs_a_run_directory(tmp_path):
 def test_help_lists_groups_and_examples(tmp_path):
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    assert "agent: ppo" in proc.stdout and "env: " in proc.stdout and "Examples" in proc.stdout
+    assert "== Groups ==" in proc.stdout and "cartpole" in proc.stdout and "Examples" in proc.stdout

@@ -15,13 +15,17 @@ from typing import Any
 import torch
 
 from deeprl.envs.base import VectorEnv
-from deeprl.envs.classic import CartPole
+from deeprl.envs.classic import Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum
 from deeprl.envs.torch_env import TorchVectorEnv
 from deeprl.errors import UserError, close_matches
 
 #: torch-native envs by config name.
 TORCH_ENVS: dict[str, type[TorchVectorEnv]] = {
     "cartpole": CartPole,
+    "acrobot": Acrobot,
+    "mountaincar": MountainCar,
+    "mountaincar_continuous": MountainCarContinuous,
+    "pendulum": Pendulum,
 }
 
 
@@ -39,7 +43,8 @@ def make_env(
         name: config name, e.g. ``"cartpole"``, ``"pendulum"`` or ``"gym"``.
         num_envs: number of copies stepped together.
         device: where observations, actions and rewards live.
-        backend: ``"torch"`` (torch-native) or ``"gym"`` (gymnasium vector env).
+        backend: ``"torch"`` (torch-native), ``"gym"`` (gymnasium vector env) or a benchmark
+            suite of :mod:`deeprl.envs.suites` (``"atari"``, ``"mujoco"``, ``"dmc"``, ...).
         env_id: gymnasium id; required for ``name="gym"``, otherwise taken from the torch env.
         kwargs: backend options (``vectorization="sync"|"async"``, ``make_kwargs={...}``).
     """
@@ -59,4 +64,12 @@ def make_env(
                 raise UserError(f"env {name!r} with backend gym needs env.id=<gymnasium id>")
             env_id = TORCH_ENVS[name].spec.id
         return GymVectorEnv(env_id, num_envs, device=device, **kwargs)
-    raise UserError(f"unknown env backend {backend!r}; choose 'torch' or 'gym'")
+    from deeprl.envs.suites import SUITES, make_suite_env
+
+    if backend in SUITES:
+        return make_suite_env(backend, num_envs, device, **kwargs)
+    backends = ["torch", "gym", *SUITES]
+    raise UserError(
+        f"unknown env backend {backend!r}.{close_matches(backend, backends)} "
+        f"Backends: {', '.join(backends)}"
+    )
