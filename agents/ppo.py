@@ -7,12 +7,16 @@ With probability ratio r_t(theta) = pi_theta(a_t|s_t) / pi_old(a_t|s_t) and GAE 
     L_clip = E[ max(-A_t r_t, -A_t clip(r_t, 1 - eps, 1 + eps)) ]                   (eq. 7)
     L_V    = 1/2 E[ max((V - R_t)^2, (V_old + clip(V - V_old, -eps, eps) - R_t)^2) ]
 
-(the clipped value loss is optional). Implementation details follow Huang et al. 2022, "The 37
-Implementation Details of PPO" and CleanRL's ``ppo.py`` / ``ppo_continuous_action.py``, whose
-defaults this config uses: separate 64x64 tanh actor and critic, orthogonal init, Adam eps 1e-5,
-learning-rate annealing, per-minibatch advantage normalisation, global grad-norm clipping 0.5,
-a state-independent log-std for continuous actions, and optional running mean/std observation
-and return-based reward normalisation (as SB3's ``VecNormalize``).
+(the clipped value loss is optional and applies to the scalar head). The critic's output goes
+through a value head (:mod:`deeprl.nets.heads`), so ``agent.critic.head=hl_gauss`` trains V by
+classification (Farebrother et al. 2024) with L_V the head's cross-entropy.
+
+Implementation details follow Huang et al. 2022, "The 37 Implementation Details of PPO" and
+CleanRL's ``ppo.py`` / ``ppo_continuous_action.py``, whose defaults this config uses: separate
+64x64 tanh actor and critic, orthogonal init, Adam eps 1e-5, learning-rate annealing,
+per-minibatch advantage normalisation, global grad-norm clipping 0.5, a state-independent
+log-std for continuous actions, and optional running mean/std observation and return-based
+reward normalisation (as SB3's ``VecNormalize``).
 
 Normaliser statistics are updated after each update from the rollout just used, so the
 observations an update trains on are normalised exactly as they were when the actions were taken.
@@ -35,6 +39,7 @@ from deeprl.nets.distributions import (
     gaussian_entropy,
     gaussian_log_prob,
 )
+from deeprl.nets.heads import ScalarHead, ValueHeadConfig, make_value_head
 from deeprl.nets.mlp import mlp
 from deeprl.nets.normalize import RunningMeanStd
 
@@ -65,6 +70,15 @@ class PPOConfig:
     normalize_reward: bool = False
     obs_clip: float = 10.0
     reward_clip: float = 10.0
+    critic: ValueHeadConfig = field(default_factory=ValueHeadConfig)
+
+
+def clipped_value_loss(
+    new_value: torch.Tensor, old_value: torch.Tensor, returns: torch.Tensor, clip_coef: float
+) -> torch.Tensor:
+    """Per-sample 1/2 max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2), shape (B,)."""
+    v_clipped = old_value + (new_value - old_value).clamp(-clip_coef, clip_coef)
+    return 0.5 * torch.max((new_value - returns).square(), (v_clipped - returns).square())
 
 
 def ppo_loss(
@@ -72,26 +86,20 @@ def ppo_loss(
     old_log_prob: torch.Tensor,
     advantages: torch.Tensor,
     entropy: torch.Tensor,
-    new_value: torch.Tensor,
-    old_value: torch.Tensor,
-    returns: torch.Tensor,
+    value_loss: torch.Tensor,
     clip_coef: float,
-    clip_vloss: bool,
     ent_coef: float,
     vf_coef: float,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The PPO objective for one minibatch; every input is (B,). Returns (loss, statistics)."""
+    """The PPO objective for one minibatch; inputs are (B,). ``value_loss`` is the critic's
+    per-sample loss (scalar regression, clipped or not, or a classification head's
+    cross-entropy). Returns (loss, statistics)."""
     log_ratio = new_log_prob - old_log_prob
     ratio = log_ratio.exp()
     pg_loss = torch.max(
         -advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
     ).mean()
-    if clip_vloss:
-        v_clipped = old_value + (new_value - old_value).clamp(-clip_coef, clip_coef)
-        v_loss = 0.5 * torch.max((new_value - returns).square(), (v_clipped - returns).square())
-        v_loss = v_loss.mean()
-    else:
-        v_loss = 0.5 * (new_value - returns).square().mean()
+    v_loss = value_loss.mean()
     entropy_mean = entropy.mean()
     loss = pg_loss - ent_coef * entropy_mean + vf_coef * v_loss
     with torch.no_grad():
@@ -146,7 +154,12 @@ class PPO(Agent):
             act_dim = math.prod(spec.action_space.shape)
             self.log_std = nn.Parameter(torch.full((act_dim,), cfg.init_log_std))
         self.actor = mlp(obs_dim, cfg.hidden_sizes, act_dim, cfg.activation, out_gain=0.01)
-        self.critic = mlp(obs_dim, cfg.hidden_sizes, 1, cfg.activation, out_gain=1.0)
+        self.value_head = make_value_head(**vars(cfg.critic))
+        self.critic = mlp(
+            obs_dim, cfg.hidden_sizes, self.value_head.num_outputs, cfg.activation, out_gain=1.0
+        )
+        # Clipping the value update is defined for a scalar regression head only.
+        self.clip_value = cfg.clip_vloss and isinstance(self.value_head, ScalarHead)
         self.obs_rms = RunningMeanStd(spec.observation_space.shape)
         self.return_rms = RunningMeanStd(())
         self.register_buffer("running_return", torch.zeros(num_envs, dtype=torch.float64))
@@ -175,14 +188,14 @@ class PPO(Agent):
         return action, {}
 
     def _evaluate(self, x: torch.Tensor, actions: torch.Tensor):
-        """Log-prob, entropy and value (each (B,)) of stored actions under current weights."""
+        """Log-prob and entropy (B,) of stored actions, and the critic's logits (B, outputs)."""
         out = self.actor(x)
         if self.spec.discrete:
             log_prob, entropy = categorical_log_prob_entropy(out, actions)
         else:
             log_prob = gaussian_log_prob(actions.flatten(1), out, self.log_std)
             entropy = gaussian_entropy(self.log_std).expand(out.shape[0])
-        return log_prob, entropy, self.critic(x).squeeze(-1)
+        return log_prob, entropy, self.critic(x)
 
     # ---- learning -----------------------------------------------------------------------------
     def make_buffer(self) -> RolloutBuffer:
@@ -217,8 +230,10 @@ class PPO(Agent):
         obs = self._prepare(data["obs"].flatten(0, 1))
         actions = data["action"].flatten(0, 1)
         with torch.no_grad():
-            old_log_prob, _, old_values = self._evaluate(obs, actions)
-            next_values = self.critic(self._prepare(data["next_obs"].flatten(0, 1)))
+            old_log_prob, _, old_logits = self._evaluate(obs, actions)
+            old_values = self.value_head.value(old_logits)
+            next_obs = self._prepare(data["next_obs"].flatten(0, 1))
+            next_values = self.value_head.value(self.critic(next_obs))
             advantages, returns = generalized_advantage_estimation(
                 rewards,
                 old_values.view_as(rewards),
@@ -234,20 +249,24 @@ class PPO(Agent):
             order = torch.randperm(self.batch_size, device=self.device)
             for start in range(0, self.batch_size, self.minibatch_size):
                 idx = order[start : start + self.minibatch_size]
-                new_log_prob, entropy, new_value = self._evaluate(obs[idx], actions[idx])
+                new_log_prob, entropy, logits = self._evaluate(obs[idx], actions[idx])
                 adv = advantages[idx]
                 if cfg.norm_adv:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                if self.clip_value:
+                    new_value = self.value_head.value(logits)
+                    value_loss = clipped_value_loss(
+                        new_value, old_values[idx], returns[idx], cfg.clip_coef
+                    )
+                else:
+                    value_loss = 0.5 * self.value_head.loss(logits, returns[idx])
                 loss, stats = ppo_loss(
                     new_log_prob,
                     old_log_prob[idx],
                     adv,
                     entropy,
-                    new_value,
-                    old_values[idx],
-                    returns[idx],
+                    value_loss,
                     cfg.clip_coef,
-                    cfg.clip_vloss,
                     cfg.ent_coef,
                     cfg.vf_coef,
                 )

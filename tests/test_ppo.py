@@ -1,7 +1,7 @@
 import torch
 
 from deeprl.agents import PPO, PPOConfig
-from deeprl.agents.ppo import ppo_loss
+from deeprl.agents.ppo import clipped_value_loss, ppo_loss
 from deeprl.envs import make_env
 
 
@@ -11,11 +11,11 @@ def test_ppo_loss_clips_the_ratio():
     old = torch.tensor([0.0])
     adv = torch.tensor([2.0])
     zero = torch.zeros(1)
-    loss, stats = ppo_loss(new, old, adv, zero, zero, zero, zero, 0.2, False, 0.0, 0.0)
+    loss, stats = ppo_loss(new, old, adv, zero, zero, 0.2, 0.0, 0.0)
     torch.testing.assert_close(loss, torch.tensor(-1.2 * 2.0))
     assert stats["clip_fraction"] == 1.0
     # negative advantage: max(-A r, -A clip(r)) picks the unclipped (larger) penalty
-    loss, _ = ppo_loss(new, old, -adv, zero, zero, zero, zero, 0.2, False, 0.0, 0.0)
+    loss, _ = ppo_loss(new, old, -adv, zero, zero, 0.2, 0.0, 0.0)
     torch.testing.assert_close(loss, torch.tensor(2.0 * torch.e**0.5))
 
 
@@ -23,7 +23,8 @@ def test_ppo_value_clipping_and_entropy_terms():
     zero = torch.zeros(1)
     new_v, old_v, ret = torch.tensor([2.0]), torch.tensor([0.0]), torch.tensor([3.0])
     ent = torch.tensor([0.7])
-    loss, stats = ppo_loss(zero, zero, zero, ent, new_v, old_v, ret, 0.2, True, 0.1, 0.5)
+    value_loss = clipped_value_loss(new_v, old_v, ret, 0.2)
+    loss, stats = ppo_loss(zero, zero, zero, ent, value_loss, 0.2, 0.1, 0.5)
     # clipped value 0.2 -> (0.2-3)^2 = 7.84 > (2-3)^2 = 1: the pessimistic (clipped) term counts
     torch.testing.assert_close(stats["value_loss"], torch.tensor(0.5 * 7.84))
     torch.testing.assert_close(loss, torch.tensor(0.5 * 0.5 * 7.84 - 0.1 * 0.7))
@@ -57,3 +58,16 @@ def test_normalizer_statistics_are_in_the_checkpoint():
     assert fresh.obs_rms.count.item() > 1
     torch.testing.assert_close(fresh.obs_rms.mean, agent.obs_rms.mean)
     torch.testing.assert_close(fresh.return_rms.var, agent.return_rms.var)
+
+
+def test_classification_value_head_learns_cartpole_values(tmp_path):
+    """PPO's critic through an HL-Gauss head (agent.critic.head=hl_gauss) still learns."""
+    from conftest import run_cli
+
+    run_dir = tmp_path / "run"
+    proc = run_cli("agent.critic.head=hl_gauss", "agent.critic.v_min=0", "agent.critic.v_max=100",
+                   "train.total_steps=30000", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    assert json.loads((run_dir / "eval.json").read_text())["return_mean"] >= 150

@@ -1,6 +1,15 @@
 """Buffers shared by all agents: on-policy rollouts, replay, sequences, offline datasets."""
 
 from deeprl.buffers.base import Buffer
+from deeprl.buffers.replay import PrioritizedReplayBuffer, ReplayBuffer
 from deeprl.buffers.rollout import RolloutBuffer, generalized_advantage_estimation
+from deeprl.buffers.sum_tree import SumTree
 
-__all__ = ["Buffer", "RolloutBuffer", "generalized_advantage_estimation"]
+__all__ = [
+    "Buffer",
+    "PrioritizedReplayBuffer",
+    "ReplayBuffer",
+    "RolloutBuffer",
+    "SumTree",
+    "generalized_advantage_estimation",
+]

@@ -1,0 +1,257 @@
+"""Deep Q-Networks and their common extensions.
+
+DQN (Mnih et al. 2015, "Human-level control through deep reinforcement learning"): an
+epsilon-greedy policy over Q(s, .), trained on replayed transitions towards a target network Qbar,
+
+    y = R^(n) + discount * Qbar(s', a*),   a* = argmax_a Qbar(s', a)
+    L = E[ w * loss_head(Q(s, a), y) ]
+
+with R^(n) and discount (gamma^k, 0 at terminations) from the replay buffer (n-step returns,
+Hessel et al. 2018, "Rainbow"). Options:
+
+* ``double``: a* = argmax_a Q(s', a) with the online network (van Hasselt et al. 2016, "Deep
+  Reinforcement Learning with Double Q-learning").
+* ``dueling``: Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a') (Wang et al. 2016, "Dueling
+  Network Architectures for Deep Reinforcement Learning"), applied to the logits of every bin
+  for categorical heads (as Rainbow does).
+* ``prioritized``: proportional prioritized replay (Schaul et al. 2016) with importance weights w,
+  beta annealed linearly to 1, new priorities |y - Q(s, a)| (or the cross entropy for C51).
+* ``critic.head``: how Q is represented (:mod:`deeprl.nets.heads`); ``c51`` fits the projected
+  distributional target of Bellemare et al. 2017 (Algorithm 1) instead of a scalar y.
+
+Defaults are CleanRL's ``dqn.py`` (classic control): lr 2.5e-4, 10k replay, batch 128, 10k random
+steps, one update every 10 env steps, hard target update (tau 1) every 500 steps, epsilon 1 ->
+0.05 over half the run, 120x84 ReLU MLP. CleanRL ``dqn_atari.py`` uses the Nature CNN torso
+(``torso: nature_cnn``, picked automatically for uint8 image observations), lr 1e-4, 1M replay,
+batch 32, 80k random steps, an update every 4 steps, target update every 1000, epsilon -> 0.01
+over 10% of the run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from deeprl.agent import Agent
+from deeprl.buffers.replay import PrioritizedReplayBuffer, ReplayBuffer
+from deeprl.envs.spec import EnvSpec
+from deeprl.errors import UserError
+from deeprl.nets.cnn import NatureCNN, polyak_update
+from deeprl.nets.heads import C51Head, ValueHead, ValueHeadConfig, make_value_head
+from deeprl.nets.mlp import mlp
+
+
+@dataclass
+class DQNConfig:
+    """DQN hyperparameters; defaults are CleanRL ``dqn.py``."""
+
+    num_envs: int = 1
+    buffer_size: int = 10_000
+    lr: float = 2.5e-4
+    gamma: float = 0.99
+    tau: float = 1.0
+    target_network_frequency: int = 500
+    batch_size: int = 128
+    start_e: float = 1.0
+    end_e: float = 0.05
+    exploration_fraction: float = 0.5
+    learning_starts: int = 10_000
+    train_frequency: int = 10
+    n_step: int = 1
+    double: bool = False
+    dueling: bool = False
+    prioritized: bool = False
+    alpha: float = 0.6  # prioritized replay exponents (Schaul et al. 2016, proportional)
+    beta: float = 0.4
+    max_grad_norm: float | None = None
+    torso: str = "auto"  # auto | mlp | nature_cnn
+    hidden_sizes: list[int] = field(default_factory=lambda: [120, 84])
+    frame_stack: int | None = None  # frames per observation (None: spec.metadata["frame_stack"])
+    critic: ValueHeadConfig = field(default_factory=lambda: ValueHeadConfig(loss="mse"))
+
+
+def linear_schedule(start: float, end: float, duration: float, t: float) -> float:
+    """Linear interpolation from ``start`` to ``end`` over ``duration`` steps, then ``end``."""
+    return start + (end - start) * min(t / duration, 1.0) if duration > 0 else end
+
+
+class QNetwork(nn.Module):
+    """Torso -> (B, num_actions, num_outputs) logits, optionally with a dueling split."""
+
+    def __init__(
+        self, torso: nn.Module, features: int, num_actions: int, num_outputs: int, dueling: bool
+    ) -> None:
+        super().__init__()
+        self.torso = torso
+        self.num_actions, self.num_outputs, self.dueling = num_actions, num_outputs, dueling
+        self.advantage = nn.Linear(features, num_actions * num_outputs)
+        self.state_value = nn.Linear(features, num_outputs) if dueling else None
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = self.torso(obs)
+        logits = self.advantage(h).view(-1, self.num_actions, self.num_outputs)
+        if self.state_value is not None:
+            v = self.state_value(h).unsqueeze(1)
+            logits = v + logits - logits.mean(1, keepdim=True)
+        return logits
+
+
+class DQN(Agent):
+    """DQN with Double, dueling, n-step, prioritized and distributional options (discrete actions).
+
+    Example::
+
+        from deeprl.agents import DQN
+        from deeprl.envs import make_env
+        env = make_env("cartpole", num_envs=1)
+        agent = DQN(env.spec, env.num_envs, config=DQN.Config(double=True, dueling=True))
+    """
+
+    Config = DQNConfig
+    name = "dqn"
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        num_envs: int,
+        device: torch.device | str = "cpu",
+        config: DQNConfig | None = None,
+        total_steps: int | None = None,
+    ) -> None:
+        super().__init__(spec, num_envs, device)
+        if not spec.discrete:
+            raise UserError(
+                f"agent=dqn needs discrete actions but {spec.id} has continuous ones; "
+                "use agent=sac or agent=ppo"
+            )
+        self.config = cfg = config or DQNConfig()
+        self.total_steps = total_steps or 500_000  # CleanRL's default budget
+        self.head: ValueHead = make_value_head(**vars(cfg.critic))
+        self.q_network = self._make_q_network()
+        self.target_network = self._make_q_network()
+        self.target_network.load_state_dict(self.q_network.state_dict())
+        self.register_buffer("env_steps", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("grad_steps", torch.zeros((), dtype=torch.int64))
+        self.to(self.device)
+        self.optimizers["q"] = torch.optim.Adam(
+            self.q_network.parameters(), lr=cfg.lr, fused=True
+        )
+
+    def _make_q_network(self) -> QNetwork:
+        cfg, shape = self.config, self.spec.observation_space.shape
+        torso_name = cfg.torso
+        if torso_name == "auto":
+            pixels = self.spec.observation_space.dtype == torch.uint8 and len(shape) == 3
+            torso_name = "nature_cnn" if pixels else "mlp"
+        if torso_name == "nature_cnn":
+            if len(shape) != 3:
+                raise UserError(
+                    f"agent.torso=nature_cnn needs (C, H, W) image observations, {self.spec.id} "
+                    f"has shape {shape}; use agent.torso=mlp"
+                )
+            torso = NatureCNN(*shape)
+            features = torso.out_dim
+        elif torso_name == "mlp":
+            obs_dim = math.prod(shape)
+            features = cfg.hidden_sizes[-1]
+            torso = nn.Sequential(
+                nn.Flatten(),
+                mlp(obs_dim, cfg.hidden_sizes[:-1], features, activation="relu", out_gain=2**0.5),
+                nn.ReLU(),
+            )
+        else:
+            raise UserError(f"unknown agent.torso={torso_name!r}; use auto, mlp or nature_cnn")
+        n = self.spec.action_space.n
+        return QNetwork(torso, features, n, self.head.num_outputs, cfg.dueling)
+
+    # ---- acting -------------------------------------------------------------------------------
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q(s, .) (B, num_actions)."""
+        return self.head.value(self.q_network(obs))
+
+    def epsilon(self, step: int) -> float:
+        cfg = self.config
+        duration = cfg.exploration_fraction * self.total_steps
+        return linear_schedule(cfg.start_e, cfg.end_e, duration, step)
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, dict]:
+        greedy = self.q_values(obs).argmax(-1)
+        if deterministic:
+            return greedy, {}
+        n = obs.shape[0]
+        epsilon = self.epsilon(int(self.env_steps))
+        explore = torch.rand(n, device=obs.device) < epsilon
+        random_action = torch.randint(self.spec.action_space.n, (n,), device=obs.device)
+        return torch.where(explore, random_action, greedy), {}
+
+    # ---- learning -----------------------------------------------------------------------------
+    def make_buffer(self) -> ReplayBuffer:
+        cfg = self.config
+        frame_stack = cfg.frame_stack or self.spec.metadata.get("frame_stack", 1)
+        args = (cfg.buffer_size, self.num_envs, self.device, cfg.n_step, cfg.gamma, frame_stack)
+        if cfg.prioritized:
+            return PrioritizedReplayBuffer(*args, alpha=cfg.alpha, beta=cfg.beta)
+        return ReplayBuffer(*args)
+
+    def update(self, buffer: ReplayBuffer, step: int) -> dict[str, float] | None:
+        cfg = self.config
+        previous = int(self.env_steps)
+        self.env_steps.fill_(step)
+        if step <= cfg.learning_starts or len(buffer) < cfg.batch_size:
+            return None
+        if isinstance(buffer, PrioritizedReplayBuffer):
+            buffer.beta = linear_schedule(cfg.beta, 1.0, self.total_steps, step)
+        due = (step - cfg.learning_starts) // cfg.train_frequency
+        metrics: dict[str, torch.Tensor] = {}
+        for _ in range(due - int(self.grad_steps)):
+            metrics = self.gradient_step(buffer)
+        if step // cfg.target_network_frequency > previous // cfg.target_network_frequency:
+            polyak_update(self.target_network, self.q_network, cfg.tau)
+        if not metrics:
+            return None
+        result = {k: v.item() for k, v in metrics.items()}
+        result["epsilon"] = self.epsilon(step)
+        return result
+
+    def td_loss(self, data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample loss (B,) and the new priorities (B,) for a replayed batch."""
+        logits = self.q_network(data["obs"])
+        batch = torch.arange(logits.shape[0], device=logits.device)
+        chosen = logits[batch, data["action"].long()]  # (B, num_outputs)
+        with torch.no_grad():
+            next_target_logits = self.target_network(data["next_obs"])
+            next_target = self.head.value(next_target_logits)
+            # a*: argmax of the online network (Double DQN) or of the target network.
+            selector = self.q_values(data["next_obs"]) if self.config.double else next_target
+            best = selector.argmax(-1)
+            if isinstance(self.head, C51Head):
+                target_probs = self.head.projected_target(
+                    next_target_logits[batch, best], data["reward"], data["discount"]
+                )
+            else:
+                target = data["reward"] + data["discount"] * next_target[batch, best]
+        if isinstance(self.head, C51Head):
+            loss = self.head.cross_entropy(chosen, target_probs)
+            return loss, loss.detach()
+        loss = self.head.loss(chosen, target)
+        return loss, (self.head.value(chosen.detach()) - target).abs()
+
+    def gradient_step(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        data = buffer.sample(cfg.batch_size)
+        loss, priorities = self.td_loss(data)
+        if "weight" in data:
+            loss = loss * data["weight"]
+        loss = loss.mean()
+        self.optimizers["q"].zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.q_network.parameters(), cfg.max_grad_norm)
+        self.optimizers["q"].step()
+        if isinstance(buffer, PrioritizedReplayBuffer):
+            buffer.update_priorities(data["index"], priorities)
+        self.grad_steps += 1
+        return {"td_loss": loss.detach()}

@@ -1,0 +1,259 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, "Soft Actor-Critic: Off-Policy Maximum Entropy Deep
+Reinforcement Learning with a Stochastic Actor"; automatic entropy tuning from Haarnoja et al.
+2018, "Soft Actor-Critic Algorithms and Applications").
+
+With twin critics Q_1, Q_2, their Polyak-averaged targets Qbar_1, Qbar_2, the squashed Gaussian
+policy a = tanh(u) (scaled to the action box), u ~ N(mu(s), sigma(s)) and temperature alpha:
+
+    y       = R^(n) + discount * (min_i Qbar_i(s', a') - alpha log pi(a'|s')),  a' ~ pi(.|s')
+    L_Q     = sum_i E[ loss_head(Q_i(s, a), y) ]
+    L_pi    = E[ alpha log pi(a~|s) - min_i Q_i(s, a~) ],  a~ ~ pi(.|s) (reparameterised)
+    L_alpha = E[ -alpha (log pi(a~|s) + Hbar) ],  target entropy Hbar = -|A|
+    log pi(a|s) = log N(u; mu, sigma) - sum_j log(1 - tanh(u_j)^2)   (tanh squashing, Appendix C)
+
+``R^(n)`` and ``discount`` (gamma^k, 0 at terminations) come from the replay buffer
+(:mod:`deeprl.buffers.replay`), so ``n_step > 1`` gives n-step targets; the critic's output and
+loss come from its value head (:mod:`deeprl.nets.heads`: ``scalar`` is SAC's squared error).
+
+Hyperparameters and details follow CleanRL's ``sac_continuous_action.py``: 256x256 ReLU MLPs,
+Adam with lr 1e-3 (critics, temperature) and 3e-4 (actor), batch 256, tau 0.005, gamma 0.99,
+5000 random steps before learning, actor and temperature updated ``policy_frequency`` = 2 times
+every second gradient step (delayed as in TD3), log-std squashed into [-5, 2].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from deeprl.agent import Agent
+from deeprl.buffers.replay import ReplayBuffer
+from deeprl.envs.spec import EnvSpec
+from deeprl.errors import UserError
+from deeprl.nets.cnn import polyak_update
+from deeprl.nets.distributions import gaussian_log_prob
+from deeprl.nets.heads import ValueHeadConfig, make_value_head
+from deeprl.nets.mlp import mlp
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+@dataclass
+class SACConfig:
+    """SAC hyperparameters; defaults are CleanRL ``sac_continuous_action.py``."""
+
+    num_envs: int = 1
+    buffer_size: int = 1_000_000
+    gamma: float = 0.99
+    tau: float = 0.005
+    batch_size: int = 256
+    learning_starts: int = 5000
+    policy_lr: float = 3e-4
+    q_lr: float = 1e-3
+    policy_frequency: int = 2
+    target_network_frequency: int = 1
+    utd_ratio: float = 1.0  # gradient steps per env step
+    n_step: int = 1
+    alpha: float = 0.2  # initial (or fixed, without autotune) temperature
+    autotune: bool = True
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    critic: ValueHeadConfig = field(default_factory=ValueHeadConfig)
+
+
+def squashed_gaussian(
+    mean: torch.Tensor, log_std: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reparameterised sample a = tanh(u) * scale + bias, u ~ N(mean, exp(log_std)), and its
+    log-density (B,) with the tanh change of variables (eps 1e-6 as CleanRL)."""
+    u = mean + torch.randn_like(mean) * log_std.exp()
+    squashed = torch.tanh(u)
+    log_prob = gaussian_log_prob(u, mean, log_std)
+    log_prob = log_prob - torch.log(scale * (1 - squashed.square()) + 1e-6).sum(-1)
+    return squashed * scale + bias, log_prob
+
+
+def soft_q_target(
+    rewards: torch.Tensor,
+    discounts: torch.Tensor,
+    next_q1: torch.Tensor,
+    next_q2: torch.Tensor,
+    next_log_prob: torch.Tensor,
+    alpha: torch.Tensor | float,
+) -> torch.Tensor:
+    """y = r + discount * (min(Qbar_1, Qbar_2)(s', a') - alpha log pi(a'|s')); all (B,)."""
+    return rewards + discounts * (torch.minimum(next_q1, next_q2) - alpha * next_log_prob)
+
+
+def sac_actor_loss(
+    log_prob: torch.Tensor, q1: torch.Tensor, q2: torch.Tensor, alpha: torch.Tensor | float
+) -> torch.Tensor:
+    """E[alpha log pi(a~|s) - min(Q_1, Q_2)(s, a~)] over (B,) inputs."""
+    return (alpha * log_prob - torch.minimum(q1, q2)).mean()
+
+
+def sac_alpha_loss(
+    log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float
+) -> torch.Tensor:
+    """E[-alpha (log pi + target_entropy)] with log pi detached (CleanRL's form)."""
+    return (-log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
+
+
+class SoftQNetwork(nn.Module):
+    """Q(s, a): an MLP over [obs, action] ending in the value head's logits."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], num_outputs: int) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim + act_dim, hidden, num_outputs, activation="relu")
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], -1))
+
+
+class SAC(Agent):
+    """SAC for continuous (Box) actions.
+
+    Example::
+
+        from deeprl.agents import SAC
+        from deeprl.envs import make_env
+        env = make_env("pendulum", num_envs=1)
+        agent = SAC(env.spec, env.num_envs)
+    """
+
+    Config = SACConfig
+    name = "sac"
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        num_envs: int,
+        device: torch.device | str = "cpu",
+        config: SACConfig | None = None,
+        total_steps: int | None = None,
+    ) -> None:
+        super().__init__(spec, num_envs, device)
+        if spec.discrete:
+            raise UserError(
+                f"agent=sac needs continuous actions but {spec.id} has discrete ones; "
+                "use agent=dqn or agent=ppo"
+            )
+        self.config = cfg = config or SACConfig()
+        self.head = make_value_head(**vars(cfg.critic))
+        obs_dim = math.prod(spec.observation_space.shape)
+        act_dim = math.prod(spec.action_space.shape)
+        self.actor = mlp(obs_dim, cfg.hidden_sizes, 2 * act_dim, activation="relu")
+        self.qf1 = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
+        self.qf2 = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
+        self.qf1_target = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
+        self.qf2_target = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
+        self.qf1_target.load_state_dict(self.qf1.state_dict())
+        self.qf2_target.load_state_dict(self.qf2.state_dict())
+        low, high = spec.action_space.bounds()
+        self.register_buffer("action_scale", ((high - low) / 2).flatten())
+        self.register_buffer("action_bias", ((high + low) / 2).flatten())
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha)))
+        self.target_entropy = -float(act_dim)
+        self.register_buffer("env_steps", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("grad_steps", torch.zeros((), dtype=torch.int64))
+        self.to(self.device)
+        q_params = [*self.qf1.parameters(), *self.qf2.parameters()]
+        self.optimizers["q"] = torch.optim.Adam(q_params, lr=cfg.q_lr, fused=True)
+        self.optimizers["actor"] = torch.optim.Adam(
+            self.actor.parameters(), lr=cfg.policy_lr, fused=True
+        )
+        if cfg.autotune:
+            self.optimizers["alpha"] = torch.optim.Adam(
+                [self.log_alpha], lr=cfg.q_lr, fused=True
+            )
+
+    # ---- acting -------------------------------------------------------------------------------
+    def policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sampled action (B, act_dim), its log-prob (B,), and the deterministic action."""
+        mean, raw = self.actor(obs).chunk(2, -1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw) + 1)
+        action, log_prob = squashed_gaussian(mean, log_std, self.action_scale, self.action_bias)
+        return action, log_prob, torch.tanh(mean) * self.action_scale + self.action_bias
+
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, dict]:
+        sampled, _, mean_action = self.policy(obs.flatten(1).float())
+        if deterministic:
+            action = mean_action
+        else:
+            # Uniform random actions until learning starts (CleanRL), without a host sync.
+            uniform = torch.rand_like(sampled) * 2 - 1
+            random_action = uniform * self.action_scale + self.action_bias
+            warmup = self.env_steps < self.config.learning_starts
+            action = torch.where(warmup, random_action, sampled)
+        return action.view(-1, *self.spec.action_space.shape), {}
+
+    # ---- learning -----------------------------------------------------------------------------
+    def make_buffer(self) -> ReplayBuffer:
+        cfg = self.config
+        return ReplayBuffer(cfg.buffer_size, self.num_envs, self.device, cfg.n_step, cfg.gamma)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.exp().detach()
+
+    def update(self, buffer: ReplayBuffer, step: int) -> dict[str, float] | None:
+        cfg = self.config
+        self.env_steps.fill_(step)
+        due = int(max(0, step - cfg.learning_starts) * cfg.utd_ratio)
+        if due <= int(self.grad_steps) or len(buffer) < cfg.batch_size:
+            return None
+        metrics: dict[str, torch.Tensor] = {}
+        for _ in range(due - int(self.grad_steps)):
+            metrics.update(self.gradient_step(buffer))
+        return {k: v.item() for k, v in metrics.items()}
+
+    def gradient_step(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
+        """One critic update (and, every ``policy_frequency`` steps, actor/temperature updates)."""
+        cfg = self.config
+        data = buffer.sample(cfg.batch_size)
+        obs, next_obs = data["obs"].flatten(1).float(), data["next_obs"].flatten(1).float()
+        actions = data["action"].flatten(1)
+        with torch.no_grad():
+            next_action, next_log_prob, _ = self.policy(next_obs)
+            target = soft_q_target(
+                data["reward"],
+                data["discount"],
+                self.head.value(self.qf1_target(next_obs, next_action)),
+                self.head.value(self.qf2_target(next_obs, next_action)),
+                next_log_prob,
+                self.alpha,
+            )
+        q1_logits, q2_logits = self.qf1(obs, actions), self.qf2(obs, actions)
+        q_loss = self.head.loss(q1_logits, target).mean() + self.head.loss(q2_logits, target).mean()
+        self.optimizers["q"].zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.optimizers["q"].step()
+        self.grad_steps += 1
+        stats = {
+            "q_loss": q_loss.detach() / 2,
+            "q1_value": self.head.value(q1_logits.detach()).mean(),
+            "alpha": self.alpha,
+        }
+
+        if int(self.grad_steps) % cfg.policy_frequency == 0:
+            for _ in range(cfg.policy_frequency):
+                action, log_prob, _ = self.policy(obs)
+                q1 = self.head.value(self.qf1(obs, action))
+                q2 = self.head.value(self.qf2(obs, action))
+                actor_loss = sac_actor_loss(log_prob, q1, q2, self.alpha)
+                self.optimizers["actor"].zero_grad(set_to_none=True)
+                actor_loss.backward()
+                self.optimizers["actor"].step()
+                stats["actor_loss"] = actor_loss.detach()
+                if cfg.autotune:
+                    alpha_loss = sac_alpha_loss(self.log_alpha, log_prob, self.target_entropy)
+                    self.optimizers["alpha"].zero_grad(set_to_none=True)
+                    alpha_loss.backward()
+                    self.optimizers["alpha"].step()
+                    stats["alpha_loss"] = alpha_loss.detach()
+        if int(self.grad_steps) % cfg.target_network_frequency == 0:
+            polyak_update(self.qf1_target, self.qf1, cfg.tau)
+            polyak_update(self.qf2_target, self.qf2, cfg.tau)
+        return stats
