@@ -48,12 +48,12 @@ class RunLogger:
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self._truncate_after(start_step)
         self._file = self.metrics_path.open("a")
-        self._writer = None
+        self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             purge = start_step + 1 if start_step else None
-            self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
         if progress is None:
             progress = sys.stderr.isatty()
         self._bar = tqdm(
@@ -85,9 +85,9 @@ class RunLogger:
         record = {"step": step, **{k: _json_number(v) for k, v in metrics.items()}}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-        if self._writer is not None:
+        if self.writer is not None:
             for key, value in metrics.items():
-                self._writer.add_scalar(key, value, step)
+                self.writer.add_scalar(key, value, step)
         if "train/episode_return" in metrics:
             self._postfix["return"] = f"{metrics['train/episode_return']:.1f}"
         if "eval/return_mean" in metrics:
@@ -99,8 +99,8 @@ class RunLogger:
         if now - self._last_time < 0.5:
             return
         sps = (step - self._last_step) / (now - self._last_time)
-        if self._writer is not None:
-            self._writer.add_scalar("perf/steps_per_second", sps, step)
+        if self.writer is not None:
+            self.writer.add_scalar("perf/steps_per_second", sps, step)
         self._postfix["sps"] = f"{sps:,.0f}"
         self._bar.set_postfix(self._postfix, refresh=False)
         self._bar.update(step - self._bar.n)
@@ -110,6 +110,6 @@ class RunLogger:
         self._bar.update(step - self._bar.n)
         self._bar.close()
         self._file.close()
-        if self._writer is not None:
-            self._writer.flush()
-            self._writer.close()
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()

@@ -84,5 +84,5 @@ class VectorEnv(ABC):
     def load_state_dict(self, state: dict) -> None:
         raise NotImplementedError(f"{type(self).__name__} cannot restore its state")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: a no-op unless the backend holds resources)
         """Free processes or simulators held by the env."""

@@ -31,6 +31,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
             torch.save({"format": FORMAT, "version": VERSION, **state}, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; checkpoints are shared like logs
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

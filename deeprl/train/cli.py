@@ -15,8 +15,7 @@ from typing import Any, Optional
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from deeprl.errors import UserError, close_matches
 
@@ -32,6 +31,7 @@ class TrainSchema:
     eval_episodes: int = MISSING
     eval_envs: Optional[int] = MISSING  # noqa: UP045 (omegaconf needs typing.Optional)
     eval_deterministic: bool = MISSING
+    eval_video: bool = MISSING
     log_every: int = MISSING
     checkpoint_every: int = MISSING
     threads: int = MISSING

@@ -6,8 +6,8 @@ when ``Agent.update`` decides to learn. A run directory holds::
     config.yaml        resolved configuration
     metrics.jsonl      one JSON object per logging step (``step``, ``train/...``, ``eval/...``)
     tb/                TensorBoard events
-    checkpoints/       last.pt (atomic), written every ``train.checkpoint_every`` steps,
-                       on SIGINT/SIGTERM and at the end
+    checkpoints/       last.pt (atomic) and the buffer it names, written every
+                       ``train.checkpoint_every`` steps, on SIGINT/SIGTERM and at the end
     eval.json          the final evaluation; its presence marks the run as finished
     agent.safetensors  final weights, loadable anywhere without unpickling
 """
@@ -53,7 +53,7 @@ def resolve_device(name: str) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (seeds libraries that use the global RNG)
     torch.manual_seed(seed)
 
 
@@ -79,6 +79,11 @@ def build_env(env_cfg: DictConfig, num_envs: int, device: torch.device):
         env_id=env_cfg.get("id"),
         **options,
     )
+
+
+def _crossed(every: int, prev: int, step: int) -> bool:
+    """Whether the step counter passed a multiple of ``every`` (0: never) going prev -> step."""
+    return every > 0 and step // every > prev // every
 
 
 class _StopSignal:
@@ -143,21 +148,32 @@ class Trainer:
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save(self) -> None:
+        """Checkpoint the run. The buffer (a replay can hold gigabytes) goes to its own file,
+        named by step and written first, so ``last.pt`` always points at a complete buffer."""
+        step = self.collector.steps
+        checkpoints = self.run_dir / CHECKPOINT.parent
+        buffer_file = f"buffer-{step}.pt"
+        save_checkpoint(checkpoints / buffer_file, {"buffer": self.buffer.state_dict()})
         state = {
-            "step": self.collector.steps,
+            "step": step,
             "agent": self.agent.checkpoint_state(),
-            "buffer": self.buffer.state_dict(),
+            "buffer_file": buffer_file,
             "collector": self.collector.state_dict(),
             "rng": {"torch": torch.get_rng_state()},
         }
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         save_checkpoint(self.run_dir / CHECKPOINT, state)
+        for old in checkpoints.glob("buffer-*.pt"):
+            if old.name != buffer_file:
+                old.unlink()
 
     def restore(self) -> int:
         state = load_checkpoint(self.run_dir / CHECKPOINT, map_location=self.device)
+        buffer_path = self.run_dir / CHECKPOINT.parent / state["buffer_file"]
+        buffer_state = load_checkpoint(buffer_path, map_location=self.device)["buffer"]
         self.agent.load_checkpoint_state(state["agent"])
-        self.buffer.load_state_dict(state["buffer"])
+        self.buffer.load_state_dict(buffer_state)
         self.collector.load_state_dict(state["collector"])
         self.collector.steps = int(state["step"])
         torch.set_rng_state(state["rng"]["torch"].cpu())
@@ -166,18 +182,44 @@ class Trainer:
         return self.collector.steps
 
     # ---- evaluation ---------------------------------------------------------------------------
-    def run_evaluation(self, step: int) -> dict:
+    def run_evaluation(self, step: int, logger: RunLogger) -> dict:
         train = self.cfg.train
+        seed = int(self.cfg.seed) + 1_000_003
         report = evaluate(
             self.agent,
             self.eval_env,
             episodes=int(train.eval_episodes),
-            seed=int(self.cfg.seed) + 1_000_003,
+            seed=seed,
             deterministic=bool(train.eval_deterministic),
         )
         report["step"] = step
         self.last_eval, self.last_eval_step = report, step
+        if train.eval_video:
+            from deeprl.envs.render import record_video
+
+            record_video(
+                self.agent,
+                self._video_env,
+                self.run_dir / "videos" / f"eval_{step}.mp4",
+                seed=seed,
+                deterministic=bool(train.eval_deterministic),
+                writer=logger.writer,
+                step=step,
+            )
         return report
+
+    def _video_env(self):
+        """One env copy that renders frames: torch-native tasks are shown through gymnasium's
+        implementation of the same dynamics; suites and gym ids render their own."""
+        env_cfg = OmegaConf.to_container(self.cfg.env, resolve=True)
+        if env_cfg.get("backend", "torch") == "torch":
+            env_cfg = {"name": env_cfg["name"], "backend": "gym"}
+        if env_cfg["backend"] == "gym":
+            env_cfg["make_kwargs"] = {**(env_cfg.get("make_kwargs") or {}),
+                                      "render_mode": "rgb_array"}
+        else:
+            env_cfg["render"] = True
+        return build_env(OmegaConf.create(env_cfg), 1, self.device)
 
     # ---- loop ---------------------------------------------------------------------------------
     def train(self) -> dict | None:
@@ -205,20 +247,19 @@ class Trainer:
                 metrics = self.agent.update(self.buffer, step)
                 if metrics is not None:
                     update_metrics = metrics
-                crossed = lambda every: every > 0 and step // every > prev // every  # noqa: E731
-                evaluate_now = crossed(eval_every) or step >= total
-                if crossed(log_every) or evaluate_now or step >= total:
+                evaluate_now = _crossed(eval_every, prev, step) or step >= total
+                if _crossed(log_every, prev, step) or evaluate_now:
                     record = {f"train/{k}": v for k, v in update_metrics.items()}
                     record.update(self.collector.pop_episode_stats())
                     if evaluate_now:
-                        report = self.run_evaluation(step)
+                        report = self.run_evaluation(step, logger)
                         record["eval/return_mean"] = report["return_mean"]
                         record["eval/return_std"] = report["return_std"]
                         if "success_rate" in report:
                             record["eval/success_rate"] = report["success_rate"]
                     logger.log(step, record)
                 logger.progress(step)
-                if crossed(ckpt_every):
+                if _crossed(ckpt_every, prev, step):
                     self.save()
                 if stop.received is not None:
                     interrupted = True

@@ -1,0 +1,75 @@
+"""Env-steps/s of the benchmark suites per vectorization backend and env count.
+
+For each suite one representative task (Atari Pong under the Machado protocol, MuJoCo
+HalfCheetah-v5, DeepMind Control walker-walk with action_repeat 1, Meta-World MT1 reach-v3) is
+stepped with uniformly random actions through deeprl's VectorEnv (torch tensors in and out), by
+gymnasium's SyncVectorEnv ("sync"), AsyncVectorEnv ("async", one process per copy) and EnvPool.
+Reported: env-steps/s = agent steps x num_envs / wall time, after a warm-up (construction
+excluded). One process, one run: compare ratios within the table, not across machines.
+
+    python benchmarks/env_suites.py                       # all suites, 1/4/8 envs, all backends
+    python benchmarks/env_suites.py --suites atari --env-counts 1 8 --steps 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from deeprl.envs.suites import make_suite_env
+from deeprl.errors import UserError
+
+#: Suite -> options of its representative task.
+TASKS: dict[str, dict] = {
+    "atari": {"game": "Pong"},
+    "mujoco": {"task": "HalfCheetah-v5"},
+    "dmc": {"task": "walker-walk", "action_repeat": 1},
+    "metaworld": {"task": "reach-v3"},
+}
+BACKENDS = ("sync", "async", "envpool")
+
+
+def steps_per_second(suite: str, backend: str, num_envs: int, steps: int) -> float | None:
+    """Env-steps/s, or None if the suite has no such backend."""
+    try:
+        env = make_suite_env(suite, num_envs, "cpu", vectorization=backend, **TASKS[suite])
+    except UserError:
+        return None
+    try:
+        generator = torch.Generator().manual_seed(0)
+        env.reset(seed=0)
+        for _ in range(10):
+            env.step(env.sample_actions(generator))
+        start = time.perf_counter()
+        for _ in range(steps):
+            env.step(env.sample_actions(generator))
+        return steps * num_envs / (time.perf_counter() - start)
+    finally:
+        env.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suites", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--env-counts", nargs="+", type=int, default=[1, 4, 8])
+    parser.add_argument("--steps", type=int, default=200, help="timed steps per configuration")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    header = " | ".join(f"{b} x{n}" for b in args.backends for n in args.env_counts)
+    print(f"| suite (task) | {header} |")
+    print("|---" * (1 + len(args.backends) * len(args.env_counts)) + "|")
+    for suite in args.suites:
+        cells = []
+        for backend in args.backends:
+            for n in args.env_counts:
+                sps = steps_per_second(suite, backend, n, args.steps)
+                cells.append("-" if sps is None else f"{sps:,.0f}")
+        task = next(iter(TASKS[suite].values()))
+        print(f"| {suite} ({task}) | {' | '.join(cells)} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

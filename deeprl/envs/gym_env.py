@@ -1,0 +1,205 @@
+"""Any gymnasium environment as a :class:`VectorEnv`, through gymnasium's own vector envs.
+
+gymnasium steps the copies in this process (``"sync"``) or in one subprocess each (``"async"``),
+with same-step autoreset: when copy ``i`` finishes, gymnasium resets it at once and reports the
+last observation of the finished episode in ``info["final_obs"]``. That maps directly onto
+:class:`StepResult` (``obs`` the reset observation, ``next_obs`` the final one).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+from deeprl.envs.base import StepResult, VectorEnv
+from deeprl.envs.spec import Box, Discrete, EnvSpec, Space
+from deeprl.errors import UserError, close_matches
+
+
+def find_gym_spec(env_id: str) -> gymnasium.envs.registration.EnvSpec:
+    """gymnasium's spec of ``env_id``; a ``module:Id`` prefix is imported first (as gymnasium does).
+
+    Raises:
+        UserError: unknown id (listing close matches from ``gymnasium.registry``) or module.
+    """
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            raise UserError(f"cannot import {module!r} to register {name!r}: {e}") from e
+    try:
+        return gymnasium.spec(name)
+    except (gymnasium.error.NameNotFound, gymnasium.error.NamespaceNotFound) as e:
+        raise UserError(
+            f"unknown gymnasium env id {name!r}.{close_matches(name, gymnasium.registry)}"
+        ) from e
+    except gymnasium.error.Error as e:  # e.g. a version that does not exist or is deprecated
+        raise UserError(f"gymnasium env id {name!r}: {e}") from e
+
+
+def _box_from_gym(space: gymnasium.spaces.Box, dtype: torch.dtype) -> Box:
+    low = tuple(float(v) for v in np.asarray(space.low, dtype=np.float64).ravel())
+    high = tuple(float(v) for v in np.asarray(space.high, dtype=np.float64).ravel())
+    return Box(tuple(space.shape), low, high, dtype)
+
+
+def _observation_space(space: gymnasium.Space, env_id: str) -> Box:
+    if not isinstance(space, gymnasium.spaces.Box):
+        raise UserError(
+            f"{env_id} has observation space {space}; deeprl needs a Box. Pass a gymnasium "
+            f"wrapper that turns it into one (wrappers=[...])."
+        )
+    # Pixels stay uint8 (4x smaller in buffers); everything else becomes float32.
+    return _box_from_gym(space, torch.uint8 if space.dtype == np.uint8 else torch.float32)
+
+
+def _action_space(space: gymnasium.Space, env_id: str) -> Space:
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return Discrete(int(space.n))
+    if isinstance(space, gymnasium.spaces.Box):
+        return _box_from_gym(space, torch.float32)
+    raise UserError(
+        f"{env_id} has action space {space}; deeprl supports Discrete and Box actions. Pass a "
+        f"gymnasium wrapper that turns it into one (wrappers=[...])."
+    )
+
+
+def _numeric(value: Any) -> np.ndarray | None:
+    """``value`` if it is a numeric or bool array (a batched info entry), else None."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return value
+    return None
+
+
+class GymVectorEnv(VectorEnv):
+    """gymnasium ``env_id`` vectorized by gymnasium's ``SyncVectorEnv`` or ``AsyncVectorEnv``.
+
+    Observations come back as torch tensors on ``device`` (N, *obs_shape): float32, or uint8 for
+    uint8 (pixel) boxes. Actions (N,) long or (N, *action_shape) float are sent as numpy arrays of
+    the action space's dtype. Episode returns and lengths are summed here, per copy.
+
+    Not restorable: :meth:`state_dict` returns None, because the simulators behind gymnasium
+    cannot be saved in general; a resumed run starts fresh episodes.
+
+    Args:
+        env_id: gymnasium id, e.g. ``"LunarLander-v3"``, or ``"module:Id"`` to import a module
+            that registers it.
+        num_envs: number of copies.
+        device: where observations, rewards and flags are put.
+        vectorization: ``"sync"`` (one process) or ``"async"`` (a subprocess per copy).
+        seed: seeds the reset made at construction (copy ``i`` gets ``seed + i``).
+        make_kwargs: keyword arguments of ``gymnasium.make`` (e.g. ``max_episode_steps``).
+        wrappers: functions applied to each single env, innermost first.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        device: torch.device | str = "cpu",
+        vectorization: str = "sync",
+        seed: int | None = None,
+        make_kwargs: dict[str, Any] | None = None,
+        wrappers: Sequence[Callable[[gymnasium.Env], gymnasium.Env]] | None = None,
+    ) -> None:
+        if vectorization not in ("sync", "async"):
+            raise UserError(f"unknown vectorization {vectorization!r}; choose 'sync' or 'async'")
+        if num_envs < 1:
+            raise UserError(f"num_envs must be >= 1, got {num_envs}")
+        make_kwargs = dict(make_kwargs or {})
+        gym_spec = find_gym_spec(env_id)
+        self.env = gymnasium.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode=vectorization,
+            vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
+            wrappers=list(wrappers or ()),
+            **make_kwargs,
+        )
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.spec = EnvSpec(
+            id=gym_spec.id,
+            observation_space=_observation_space(self.env.single_observation_space, env_id),
+            action_space=_action_space(self.env.single_action_space, env_id),
+            max_episode_steps=make_kwargs.get("max_episode_steps", gym_spec.max_episode_steps),
+            metadata={"backend": "gym", "vectorization": vectorization},
+        )
+        self._obs_dtype = (
+            np.uint8 if self.spec.observation_space.dtype == torch.uint8 else np.float32
+        )
+        action_space = self.env.single_action_space
+        self._action_dtype = action_space.dtype
+        # gymnasium's Discrete may count from `start`; deeprl's actions count from 0.
+        self._action_start = int(getattr(action_space, "start", 0))
+        self._running_return = np.zeros(num_envs, dtype=np.float64)
+        self._running_length = np.zeros(num_envs, dtype=np.int64)
+        # Reset now so that step() is valid straight away, as for the torch-native envs.
+        self.reset(seed)
+
+    def _to_torch(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(array).to(self.device)
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        obs, _ = self.env.reset(seed=seed)
+        self._running_return[:] = 0.0
+        self._running_length[:] = 0
+        return self._to_torch(np.asarray(obs, dtype=self._obs_dtype))
+
+    def step(self, action: torch.Tensor) -> StepResult:
+        action = action.detach().cpu().numpy().astype(self._action_dtype, copy=False)
+        if self._action_start:
+            action = action + self._action_start
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs = np.asarray(obs, dtype=self._obs_dtype)
+        # gymnasium may flag both when the time limit falls on a terminal step: that is a
+        # termination (value 0 beyond it), not a truncation.
+        truncated = truncated & ~terminated
+        done = terminated | truncated
+        next_obs = obs
+        if done.any():
+            next_obs = obs.copy()
+            rows = np.flatnonzero(done)
+            next_obs[rows] = np.stack([info["final_obs"][i] for i in rows])
+
+        self._running_return += reward
+        self._running_length += 1
+        episode_return = np.where(done, self._running_return, 0.0)
+        episode_length = np.where(done, self._running_length, 0)
+        self._running_return[done] = 0.0
+        self._running_length[done] = 0
+        return StepResult(
+            obs=self._to_torch(obs),
+            next_obs=self._to_torch(next_obs),
+            reward=self._to_torch(reward.astype(np.float32)),
+            terminated=self._to_torch(terminated),
+            truncated=self._to_torch(truncated),
+            episode_return=self._to_torch(episode_return.astype(np.float32)),
+            episode_length=self._to_torch(episode_length),
+            info=self._info_tensors(info),
+        )
+
+    def _info_tensors(self, info: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Numeric per-copy info entries as tensors (N, ...). For finished copies gymnasium
+        reports the step's info under ``final_info`` (the top level holds the reset's): use it."""
+        final = info.get("final_info", {})
+        tensors = {}
+        for key in [*info, *(k for k in final if k not in info)]:
+            if key.startswith("_") or key in ("final_obs", "final_info"):
+                continue
+            value, final_value = _numeric(info.get(key)), _numeric(final.get(key))
+            if final_value is not None:
+                mask = final[f"_{key}"].reshape(-1, *(1,) * (final_value.ndim - 1))
+                value = final_value if value is None else np.where(mask, final_value, value)
+            if value is not None:
+                tensors[key] = self._to_torch(value)
+        return tensors
+
+    def close(self) -> None:
+        self.env.close()
