@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from deeprl.buffers.base import Buffer
-from deeprl.envs.spec import EnvSpec
 from deeprl.config import make_config
+from deeprl.envs.spec import EnvSpec
 from deeprl.errors import UserError, close_matches
 
 

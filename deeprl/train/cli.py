@@ -213,7 +213,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{PROG}: {exc}", file=sys.stderr)
         sys.exit(2)
     sys.argv = [PROG, *argv]
-    _hydra_main()
+    try:
+        _hydra_main()
+    except ValueError as exc:  # Hydra's own flag errors, e.g. -m together with --cfg
+        if "can be specified" not in str(exc):
+            raise
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

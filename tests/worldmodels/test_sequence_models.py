@@ -1,0 +1,310 @@
+"""Sequence models: step mode equals the parallel pass, gradients, errors, mamba-ssm layouts."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import deeprl.worldmodels.mamba as mamba_module
+import deeprl.worldmodels.mamba2 as mamba2_module
+from deeprl.worldmodels import (
+    SEQUENCE_MODELS,
+    KernelUnavailableError,
+    Mamba,
+    Mamba2,
+    Mamba2Model,
+    make_sequence_model,
+)
+from deeprl.worldmodels.scans import selective_scan_reference, ssd_reference
+
+SMALL = {
+    "mamba2": {"d_model": 32, "n_layers": 2, "d_state": 8, "headdim": 16, "chunk_size": 4},
+    "mamba": {"d_model": 32, "n_layers": 2, "d_state": 8},
+    "gru": {"d_model": 32, "n_layers": 2},
+    "transformer": {"d_model": 32, "n_layers": 2, "n_heads": 4},
+    "transformer-window": {"d_model": 32, "n_layers": 2, "n_heads": 4, "window": 5},
+}
+TOL = {"rtol": 1e-4, "atol": 1e-5}
+
+
+def _model(name):
+    torch.manual_seed(0)
+    return make_sequence_model(name.split("-")[0], **SMALL[name])
+
+
+def _leaves(state):
+    """Tensors and ints of a state made of (named) tuples."""
+    if isinstance(state, tuple | list):
+        return [leaf for item in state for leaf in _leaves(item)]
+    return [state]
+
+
+def _assert_states_close(got, want):
+    assert type(got) is type(want)
+    for g, w in zip(_leaves(got), _leaves(want), strict=True):
+        if isinstance(w, torch.Tensor):
+            torch.testing.assert_close(g, w, **TOL)
+        else:
+            assert g == w
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_step_mode_equals_parallel_pass(name):
+    model = _model(name)
+    x = torch.randn(3, 13, 32)
+    y, state = model(x)
+    step_state = model.initial_state(3)
+    ys = []
+    for t in range(x.shape[1]):
+        y_t, step_state = model.step(x[:, t], step_state)
+        ys.append(y_t)
+    torch.testing.assert_close(torch.stack(ys, 1), y, **TOL)
+    _assert_states_close(step_state, state)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_forward_continues_from_state(name):
+    model = _model(name)
+    x = torch.randn(2, 11, 32)
+    y, state = model(x)
+    y1, s1 = model(x[:, :3])
+    y2, s2 = model(x[:, 3:], s1)
+    torch.testing.assert_close(torch.cat([y1, y2], 1), y, **TOL)
+    _assert_states_close(s2, state)
+
+
+@pytest.mark.parametrize("name", ["mamba2", "mamba"])
+def test_gradients_through_steps_equal_parallel(name):
+    model = _model(name)
+    x = torch.randn(2, 9, 32)
+    y, _ = model(x)
+    parallel = torch.autograd.grad(y.square().mean(), list(model.parameters()))
+    state, ys = model.initial_state(2), []
+    for t in range(9):
+        y_t, state = model.step(x[:, t], state)
+        ys.append(y_t)
+    stepped = torch.autograd.grad(torch.stack(ys, 1).square().mean(), list(model.parameters()))
+    for p, s in zip(parallel, stepped, strict=True):
+        torch.testing.assert_close(p, s, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_gradients_reach_every_parameter(name):
+    model = _model(name)
+    y, _ = model(torch.randn(2, 10, 32))
+    y.square().mean().backward()
+    for pname, param in model.named_parameters():
+        assert param.grad is not None, pname
+        assert torch.isfinite(param.grad).all(), pname
+        assert param.grad.abs().sum() > 0, pname
+
+
+# --- mamba-ssm compatibility ----------------------------------------------------------------------
+# Names and shapes read from state-spaces/mamba (mamba_ssm/modules/mamba_simple.py, mamba2.py,
+# ops/triton/layernorm_gated.py), for Drama's sizes d_model=512, d_state=16, d_conv=4, expand=2:
+# Mamba: d_inner = 1024, dt_rank = ceil(512 / 16) = 32, in_proj -> [x, z], x_proj -> [dt, B, C].
+MAMBA_SSM_MAMBA = {
+    "in_proj.weight": (2048, 512),
+    "conv1d.weight": (1024, 1, 4),
+    "conv1d.bias": (1024,),
+    "x_proj.weight": (32 + 2 * 16, 1024),
+    "dt_proj.weight": (1024, 32),
+    "dt_proj.bias": (1024,),
+    "A_log": (1024, 16),
+    "D": (1024,),
+    "out_proj.weight": (512, 1024),
+}
+# Mamba2 with headdim=64, ngroups=1: nheads = 16, in_proj -> [z, x, B, C, dt] = 2*1024+2*16+16,
+# conv over xBC = 1024 + 2*16 channels, D and A_log per head, grouped RMSNorm weight (d_inner,).
+MAMBA_SSM_MAMBA2 = {
+    "in_proj.weight": (2096, 512),
+    "conv1d.weight": (1056, 1, 4),
+    "conv1d.bias": (1056,),
+    "dt_bias": (16,),
+    "A_log": (16,),
+    "D": (16,),
+    "norm.weight": (1024,),
+    "out_proj.weight": (512, 1024),
+}
+
+
+def _shapes(module):
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def test_state_dict_layout_matches_mamba_ssm():
+    assert _shapes(Mamba(512, d_state=16)) == MAMBA_SSM_MAMBA
+    assert _shapes(Mamba2(512, d_state=16, headdim=64)) == MAMBA_SSM_MAMBA2
+    model = Mamba2Model(d_model=512, n_layers=2, d_state=16)
+    want = {f"layers.{i}.mixer.{k}": v for i in range(2) for k, v in MAMBA_SSM_MAMBA2.items()}
+    want |= {f"layers.{i}.norm.weight": (512,) for i in range(2)} | {"norm_f.weight": (512,)}
+    assert _shapes(model) == want
+
+
+def test_initialisation_follows_mamba_ssm():
+    torch.manual_seed(0)
+    block = Mamba(64, d_state=8, dt_min=0.001, dt_max=0.1)
+    torch.testing.assert_close(block.A_log.exp(), torch.arange(1.0, 9.0).repeat(128, 1))
+    dt = F.softplus(block.dt_proj.bias)
+    assert dt.min() >= 0.001 * 0.999 and dt.max() <= 0.1 * 1.001
+    block2 = Mamba2(64, d_state=8, headdim=16, A_init_range=(1, 16))
+    assert ((block2.A_log.exp() >= 1) & (block2.A_log.exp() <= 16)).all()
+    assert (block2.D == 1).all() and (block2.norm.weight == 1).all()
+
+
+def test_state_dict_loads_across_blocks_of_same_config():
+    a, b = Mamba2(32, d_state=8, headdim=16, chunk_size=4), Mamba2(32, d_state=8, headdim=16)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 9, 32)
+    torch.testing.assert_close(a(x)[0], b(x)[0], **TOL)
+
+
+# --- backends -------------------------------------------------------------------------------------
+# mamba-ssm kernels written to their documented contracts (selective_scan_fn: (B, D, L) layout,
+# out = (y + D u) * silu(z); mamba_chunk_scan_combined: (B, L, H, P) layout, initial/final states)
+# with the torch references inside: they check deeprl's glue around the kernels on CPU.
+
+
+def fake_selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                           delta_softplus=False, return_last_state=False):
+    if delta_bias is not None:
+        delta = delta + delta_bias[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    y, last = selective_scan_reference(u.mT, delta.mT, A, B.mT, C.mT, D)
+    y = y.mT if z is None else y.mT * F.silu(z)
+    return (y, last) if return_last_state else y
+
+
+def fake_mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None,
+                                   initial_states=None, seq_idx=None, cu_seqlens=None,
+                                   dt_softplus=False, dt_limit=(0.0, math.inf),
+                                   return_final_states=False, **kwargs):
+    if dt_bias is not None:
+        dt = dt + dt_bias
+    if dt_softplus:
+        dt = F.softplus(dt)
+    D = D if D is None or D.dim() == 2 else D[:, None]
+    y, final = ssd_reference(x, dt.clamp(*dt_limit), A, B, C, D, initial_states)
+    return (y, final) if return_final_states else y
+
+
+@pytest.mark.parametrize(
+    ("module", "loader", "fake", "make"),
+    [
+        (mamba_module, "_load_selective_scan", fake_selective_scan_fn,
+         lambda backend: Mamba(32, d_state=8, backend=backend)),
+        (mamba2_module, "_load_chunk_scan", fake_mamba_chunk_scan_combined,
+         lambda backend: Mamba2(32, d_state=8, headdim=8, ngroups=2, chunk_size=4,
+                                backend=backend)),
+        (mamba2_module, "_load_chunk_scan", fake_mamba_chunk_scan_combined,
+         lambda backend: Mamba2(32, d_state=8, headdim=8, D_has_hdim=True, backend=backend)),
+    ],
+)
+def test_kernel_path_glue_matches_torch_path(monkeypatch, module, loader, fake, make):
+    torch.manual_seed(0)
+    reference = make("torch")
+    monkeypatch.setattr(module, loader, lambda: fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    kernel_block = make("cuda")
+    kernel_block.load_state_dict(reference.state_dict())
+    monkeypatch.setattr(module, "use_kernel", lambda *args: True)
+    x = torch.randn(2, 10, 32)
+    y, state = kernel_block(x)
+    y_ref, state_ref = reference(x)
+    torch.testing.assert_close(y, y_ref, **TOL)
+    torch.testing.assert_close(state.ssm, state_ref.ssm, **TOL)
+    torch.testing.assert_close(state.conv, state_ref.conv, **TOL)
+
+
+def test_auto_backend_runs_torch_on_cpu_even_with_kernels(monkeypatch):
+    def kernel_must_not_run(*args, **kwargs):
+        raise AssertionError("kernel called for a CPU input")
+
+    monkeypatch.setattr(mamba2_module, "_load_chunk_scan", lambda: kernel_must_not_run)
+    block = Mamba2(32, d_state=8, headdim=16, backend="auto")
+    assert block(torch.randn(1, 5, 32))[0].shape == (1, 5, 32)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or mamba_module._load_selective_scan() is None,
+                    reason="needs a CUDA GPU and mamba-ssm")
+@pytest.mark.parametrize("kind", ["mamba", "mamba2"])
+def test_cuda_kernels_match_torch_path(kind):
+    torch.manual_seed(0)
+    torch_model = make_sequence_model(kind, d_model=128, backend="torch").cuda()
+    cuda_model = make_sequence_model(kind, d_model=128, backend="cuda").cuda()
+    cuda_model.load_state_dict(torch_model.state_dict())
+    x = torch.randn(2, 300, 128, device="cuda")
+    torch.testing.assert_close(cuda_model(x)[0], torch_model(x)[0], rtol=1e-3, atol=1e-3)
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_bad_input_shapes_name_expected_and_got(name):
+    model = _model(name)
+    expected = r"\(batch, length >= 1, d_model=32\), got shape \(4, 32\)"
+    with pytest.raises(ValueError, match=expected):
+        model(torch.randn(4, 32))
+    with pytest.raises(ValueError, match=r"d_model=32\), got shape \(2, 5, 31\)"):
+        model(torch.randn(2, 5, 31))
+    with pytest.raises(ValueError, match=r"step expects input of shape \(batch, d_model=32\)"):
+        model.step(torch.randn(2, 1, 32), model.initial_state(2))
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_state_for_another_batch_size_is_refused(name):
+    model = _model(name)
+    with pytest.raises(ValueError, match="state"):
+        model(torch.randn(3, 4, 32), model.initial_state(2))
+
+
+@pytest.mark.parametrize("chunk_size", [0, -4])
+def test_chunk_size_must_be_positive(chunk_size):
+    with pytest.raises(ValueError, match=f"chunk_size must be > 0, got {chunk_size}"):
+        Mamba2(32, headdim=16, chunk_size=chunk_size)
+
+
+def test_bad_block_configurations():
+    with pytest.raises(ValueError, match="d_model \\* expand = 96 must be divisible by headdim=64"):
+        Mamba2(48)
+    with pytest.raises(ValueError, match="nheads = 4 must be divisible by ngroups=3"):
+        Mamba2(32, headdim=16, ngroups=3)
+    with pytest.raises(ValueError, match="d_state must be > 0"):
+        Mamba(32, d_state=0)
+    with pytest.raises(ValueError, match="Did you mean: cuda"):
+        Mamba(32, backend="cdua")
+
+
+@pytest.mark.parametrize("block", [Mamba, Mamba2])
+def test_cuda_backend_without_gpu_names_the_fix(monkeypatch, block):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(KernelUnavailableError,
+                       match=r'needs a CUDA GPU.*pip install "deeprl\[cuda\]".*backend="torch"'):
+        block(64, backend="cuda")
+
+
+@pytest.mark.parametrize(("block", "module", "loader"), [
+    (Mamba, mamba_module, "_load_selective_scan"), (Mamba2, mamba2_module, "_load_chunk_scan")])
+def test_cuda_backend_without_mamba_ssm_names_the_fix(monkeypatch, block, module, loader):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(module, loader, lambda: None)
+    with pytest.raises(RuntimeError,
+                       match=r'mamba-ssm.*pip install "deeprl\[cuda\]".*backend="torch"'):
+        block(64, backend="cuda")
+
+
+def test_cuda_backend_refuses_cpu_input(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(mamba2_module, "_load_chunk_scan", lambda: fake_mamba_chunk_scan_combined)
+    block = Mamba2(32, headdim=16, backend="cuda")
+    with pytest.raises(KernelUnavailableError, match="got an input on cpu"):
+        block(torch.randn(1, 4, 32))
+
+
+def test_unknown_sequence_model_lists_close_matches():
+    with pytest.raises(ValueError, match="sequence model 'mamba3'.*Did you mean: mamba, mamba2"):
+        make_sequence_model("mamba3")
+    assert set(SEQUENCE_MODELS) == {"mamba2", "mamba", "gru", "transformer"}

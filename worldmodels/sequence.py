@@ -1,0 +1,344 @@
+"""Sequence models for world models behind one interface: Mamba-2, Mamba, GRU, transformer.
+
+Drama (Wang et al., ICLR 2025, "Drama: Mamba-Enabled Model-Based Reinforcement Learning Is
+Sample and Parameter Efficient") replaces the RSSM's GRU / STORM's transformer by a stack of
+Mamba-2 blocks: 2 residual layers of x <- x + Mamba2(RMSNorm(x)), d_model 512, d_state 16,
+expand 2, headdim 64. ``Mamba2Model`` is that stack (``MambaModel`` the same with Mamba-1
+blocks, Gu & Dao 2023); ``GRUModel`` and ``TransformerModel`` are the baselines.
+
+Every model maps (batch, L, d_model) -> (batch, L, d_model) causally and has two modes:
+
+* ``forward(x, state=None) -> (y, state)``: a whole sequence in parallel (training), optionally
+  continuing from ``state``;
+* ``step(x_t, state) -> (y_t, state)``: one step (imagination), with
+  ``initial_state(batch_size)`` to start from.
+
+Running T steps one at a time gives the outputs and final state of one ``forward`` over the T
+steps (up to float rounding). States are opaque per model (tuples of tensors), never modified in
+place. ``make_sequence_model(kind, **kwargs)`` builds one by config name
+(``worldmodel.sequence=mamba2``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from deeprl.errors import close_matches
+from deeprl.worldmodels.mamba import Mamba, check_sequence, check_step_input
+from deeprl.worldmodels.mamba2 import Mamba2
+
+__all__ = [
+    "SEQUENCE_MODELS",
+    "GRUModel",
+    "KVCache",
+    "Mamba2Model",
+    "MambaModel",
+    "SequenceModel",
+    "TransformerModel",
+    "make_sequence_model",
+]
+
+
+class SequenceModel(nn.Module, ABC):
+    """Causal sequence model (batch, L, d_model) -> (batch, L, d_model) with a recurrent mode."""
+
+    d_model: int
+
+    @abstractmethod
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """x: (batch, L, d_model), state from ``initial_state``/earlier calls or None (start).
+
+        Returns y (batch, L, d_model) and the state after the last step.
+        """
+
+    @abstractmethod
+    def step(self, x_t: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """x_t: (batch, d_model) -> y_t (batch, d_model) and the new state."""
+
+    @abstractmethod
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None,
+                      dtype: torch.dtype | None = None) -> Any:
+        """The state before the first step (device/dtype default to the parameters')."""
+
+    def _factory(self, device, dtype) -> dict:
+        param = next(self.parameters())
+        return {"device": param.device if device is None else device,
+                "dtype": param.dtype if dtype is None else dtype}
+
+
+def _check_layer_states(state: Any, n_layers: int, who: str) -> None:
+    if not isinstance(state, tuple | list) or len(state) != n_layers:
+        raise ValueError(f"{who} expects a state with one entry per layer ({n_layers}), "
+                         f"got {type(state).__name__}")
+
+
+class _PreNormResidual(nn.Module):
+    """x <- x + mixer(RMSNorm(x)); names as mamba-ssm's ``Block`` (norm, mixer)."""
+
+    def __init__(self, d_model: int, mixer: nn.Module, device=None, dtype=None) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(d_model, eps=1e-5, device=device, dtype=dtype)
+        self.mixer = mixer
+
+
+class _MambaStack(SequenceModel):
+    """``n_layers`` pre-norm residual Mamba blocks and a final RMSNorm (mamba-ssm's MixerModel
+    without the embedding: keys ``layers.{i}.norm.weight``, ``layers.{i}.mixer.*``,
+    ``norm_f.weight``)."""
+
+    def __init__(self, d_model: int, n_layers: int, make_mixer: Callable[[], nn.Module],
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.layers = nn.ModuleList(
+            _PreNormResidual(d_model, make_mixer(), device, dtype) for _ in range(n_layers)
+        )
+        self.norm_f = nn.RMSNorm(d_model, eps=1e-5, device=device, dtype=dtype)
+        # GPT-2 scheme, as mamba-ssm: residual outputs shrink with depth so the sum stays O(1).
+        with torch.no_grad():
+            for layer in self.layers:
+                layer.mixer.out_proj.weight /= math.sqrt(n_layers)
+
+    def forward(self, x: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple]:
+        who = type(self).__name__
+        check_sequence(x, self.d_model, who)
+        if state is None:
+            state = (None,) * self.n_layers
+        _check_layer_states(state, self.n_layers, who)
+        new_state = []
+        for layer, layer_state in zip(self.layers, state, strict=True):
+            h, layer_state = layer.mixer(layer.norm(x), layer_state)
+            x = x + h
+            new_state.append(layer_state)
+        return self.norm_f(x), tuple(new_state)
+
+    def step(self, x_t: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple]:
+        who = type(self).__name__
+        check_step_input(x_t, self.d_model, who)
+        if state is None:
+            state = self.initial_state(x_t.shape[0], x_t.device, x_t.dtype)
+        _check_layer_states(state, self.n_layers, who)
+        new_state = []
+        for layer, layer_state in zip(self.layers, state, strict=True):
+            h, layer_state = layer.mixer.step(layer.norm(x_t), layer_state)
+            x_t = x_t + h
+            new_state.append(layer_state)
+        return self.norm_f(x_t), tuple(new_state)
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None,
+                      dtype: torch.dtype | None = None) -> tuple:
+        """One ``SSMState(conv, ssm)`` of zeros per layer."""
+        return tuple(layer.mixer.initial_state(batch_size, device, dtype) for layer in self.layers)
+
+
+class Mamba2Model(_MambaStack):
+    """Drama's sequence model: residual Mamba-2 blocks (defaults at Drama's size).
+
+    Extra keyword arguments go to every ``Mamba2`` block (ngroups, dt_min, dt_max, ...).
+    """
+
+    def __init__(self, d_model: int = 512, n_layers: int = 2, d_state: int = 16,
+                 d_conv: int = 4, expand: int = 2, headdim: int = 64, chunk_size: int = 64,
+                 backend: str = "auto", device=None, dtype=None, **block_kwargs: Any) -> None:
+        def make() -> Mamba2:
+            return Mamba2(d_model, d_state=d_state, d_conv=d_conv, expand=expand,
+                          headdim=headdim, chunk_size=chunk_size, backend=backend,
+                          device=device, dtype=dtype, **block_kwargs)
+
+        super().__init__(d_model, n_layers, make, device, dtype)
+
+
+class MambaModel(_MambaStack):
+    """Residual Mamba-1 blocks. Extra keyword arguments go to every ``Mamba`` block."""
+
+    def __init__(self, d_model: int = 512, n_layers: int = 2, d_state: int = 16,
+                 d_conv: int = 4, expand: int = 2, backend: str = "auto", device=None,
+                 dtype=None, **block_kwargs: Any) -> None:
+        def make() -> Mamba:
+            return Mamba(d_model, d_state=d_state, d_conv=d_conv, expand=expand,
+                         backend=backend, device=device, dtype=dtype, **block_kwargs)
+
+        super().__init__(d_model, n_layers, make, device, dtype)
+
+
+class GRUModel(SequenceModel):
+    """Stacked GRU baseline (the RSSM's recurrence); state (n_layers, batch, d_model)."""
+
+    def __init__(self, d_model: int = 512, n_layers: int = 2, device=None, dtype=None) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.gru = nn.GRU(d_model, d_model, n_layers, batch_first=True, device=device,
+                          dtype=dtype)
+
+    def _check_state(self, state: Tensor, batch: int) -> None:
+        want = (self.n_layers, batch, self.d_model)
+        if not isinstance(state, Tensor) or tuple(state.shape) != want:
+            got = tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
+            raise ValueError(f"GRUModel expects a state of shape {want}, got {got}")
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        check_sequence(x, self.d_model, "GRUModel")
+        if state is not None:
+            self._check_state(state, x.shape[0])
+        return self.gru(x, state)
+
+    def step(self, x_t: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        check_step_input(x_t, self.d_model, "GRUModel")
+        if state is not None:
+            self._check_state(state, x_t.shape[0])
+        y, state = self.gru(x_t.unsqueeze(1), state)
+        return y.squeeze(1), state
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None,
+                      dtype: torch.dtype | None = None) -> Tensor:
+        return torch.zeros(self.n_layers, batch_size, self.d_model,
+                           **self._factory(device, dtype))
+
+
+class KVCache(NamedTuple):
+    """Transformer state: per layer keys/values (batch, n_heads, cached, head_dim), after RoPE,
+    and the number of steps seen. With a ``window`` at most window - 1 steps are kept."""
+
+    keys: tuple[Tensor, ...]
+    values: tuple[Tensor, ...]
+    position: int
+
+
+def _rotary(x: Tensor, positions: Tensor) -> Tensor:
+    """Rotary position embedding of x (batch, heads, L, head_dim) at absolute ``positions`` (L,)."""
+    half = x.shape[-1] // 2
+    freqs = 10000.0 ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = positions.to(torch.float32).unsqueeze(-1) * freqs
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class _TransformerLayer(nn.Module):
+    """Pre-norm causal self-attention (RoPE, optional sliding window) and a GELU MLP."""
+
+    def __init__(self, d_model: int, n_heads: int, window: int | None, device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.n_heads = n_heads
+        self.window = window
+        self.norm1 = nn.RMSNorm(d_model, eps=1e-5, **factory)
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False, **factory)
+        self.out_proj = nn.Linear(d_model, d_model, bias=False, **factory)
+        self.norm2 = nn.RMSNorm(d_model, eps=1e-5, **factory)
+        self.fc1 = nn.Linear(d_model, 4 * d_model, **factory)
+        self.fc2 = nn.Linear(4 * d_model, d_model, **factory)
+
+    def forward(self, x: Tensor, keys: Tensor, values: Tensor,
+                position: int) -> tuple[Tensor, Tensor, Tensor]:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.n_heads, -1).permute(
+            2, 0, 3, 1, 4)
+        positions = torch.arange(position, position + length, device=x.device)
+        q, k = _rotary(q, positions), _rotary(k, positions)
+        cached = keys.shape[2]
+        keys, values = torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2)
+        if cached == 0 and (self.window is None or length <= self.window):
+            attended = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
+        else:
+            key_positions = torch.arange(position - cached, position + length, device=x.device)
+            lag = positions.unsqueeze(1) - key_positions
+            mask = lag >= 0
+            if self.window is not None:
+                mask &= lag < self.window
+            attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        x = x + self.out_proj(attended.transpose(1, 2).reshape(batch, length, width))
+        x = x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+        if self.window is not None:
+            keep = min(keys.shape[2], self.window - 1)
+            keys, values = keys[:, :, keys.shape[2] - keep:], values[:, :, values.shape[2] - keep:]
+        return x, keys, values
+
+
+class TransformerModel(SequenceModel):
+    """Causal transformer baseline (pre-norm, RoPE, GELU MLP), state = ``KVCache``.
+
+    Args:
+        window: attend to at most this many steps (self included), in both modes; None: all
+            steps (the cache then grows by one entry per step).
+    """
+
+    def __init__(self, d_model: int = 512, n_layers: int = 2, n_heads: int = 8,
+                 window: int | None = None, device=None, dtype=None) -> None:
+        super().__init__()
+        if d_model % n_heads or (d_model // n_heads) % 2:
+            raise ValueError(f"d_model={d_model} must split into n_heads={n_heads} heads of an "
+                             f"even size (for rotary embeddings)")
+        if window is not None and window < 1:
+            raise ValueError(f"window must be >= 1 or None, got {window}")
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.window = window
+        self.layers = nn.ModuleList(
+            _TransformerLayer(d_model, n_heads, window, device, dtype) for _ in range(n_layers)
+        )
+        self.norm_f = nn.RMSNorm(d_model, eps=1e-5, device=device, dtype=dtype)
+
+    def _check_state(self, state: KVCache, batch: int) -> None:
+        if not isinstance(state, KVCache) or len(state.keys) != self.n_layers:
+            raise ValueError(f"TransformerModel expects a KVCache with {self.n_layers} layers, "
+                             f"got {type(state).__name__}")
+        if state.keys[0].shape[0] != batch:
+            raise ValueError(f"TransformerModel state is for batch {state.keys[0].shape[0]}, "
+                             f"input has batch {batch}")
+
+    def forward(self, x: Tensor, state: KVCache | None = None) -> tuple[Tensor, KVCache]:
+        check_sequence(x, self.d_model, "TransformerModel")
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device, x.dtype)
+        self._check_state(state, x.shape[0])
+        keys, values = [], []
+        for layer, k, v in zip(self.layers, state.keys, state.values, strict=True):
+            x, k, v = layer(x, k, v, state.position)
+            keys.append(k)
+            values.append(v)
+        return self.norm_f(x), KVCache(tuple(keys), tuple(values),
+                                       state.position + x.shape[1])
+
+    def step(self, x_t: Tensor, state: KVCache | None = None) -> tuple[Tensor, KVCache]:
+        check_step_input(x_t, self.d_model, "TransformerModel")
+        y, state = self.forward(x_t.unsqueeze(1), state)
+        return y.squeeze(1), state
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None,
+                      dtype: torch.dtype | None = None) -> KVCache:
+        """Empty caches (batch, n_heads, 0, head_dim) per layer, position 0."""
+        empty = torch.zeros(batch_size, self.n_heads, 0, self.d_model // self.n_heads,
+                            **self._factory(device, dtype))
+        return KVCache((empty,) * self.n_layers, (empty,) * self.n_layers, 0)
+
+
+SEQUENCE_MODELS: dict[str, type[SequenceModel]] = {
+    "mamba2": Mamba2Model,
+    "mamba": MambaModel,
+    "gru": GRUModel,
+    "transformer": TransformerModel,
+}
+
+
+def make_sequence_model(kind: str, **kwargs: Any) -> SequenceModel:
+    """Build the sequence model named ``kind`` (a key of ``SEQUENCE_MODELS``) with ``kwargs``."""
+    if kind not in SEQUENCE_MODELS:
+        raise ValueError(
+            f"unknown sequence model {kind!r}; choose one of {', '.join(SEQUENCE_MODELS)}."
+            + close_matches(kind, SEQUENCE_MODELS)
+        )
+    return SEQUENCE_MODELS[kind](**kwargs)
