@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -184,3 +186,15 @@ def test_make_env_gym_backend():
         assert env.step(env.sample_actions()).obs.shape == (2, 3)
     finally:
         env.close()
+
+
+def test_env_fns_build_one_env_per_copy(envs):
+    """Copies made by different factories (here different time limits) under one label."""
+    fns = [partial(gym.make, "CartPole-v1", max_episode_steps=steps) for steps in (3, 5)]
+    env = envs("cartpole-mixed", 2, seed=0, env_fns=fns)
+    assert env.spec.id == "cartpole-mixed" and env.spec.max_episode_steps is None
+    assert env.spec.action_space == Discrete(2) and env.spec.observation_space.shape == (4,)
+    truncated = [env.step(torch.tensor([0, 1])).truncated.tolist() for _ in range(5)]
+    assert truncated[2] == [True, False] and truncated[4] == [False, True]
+    with pytest.raises(UserError, match="num_envs=3 but 2 env_fns"):
+        GymVectorEnv("cartpole-mixed", 3, env_fns=fns)

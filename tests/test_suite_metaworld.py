@@ -1,12 +1,17 @@
-"""Meta-World MT1 on the real simulator: spaces, seeding, the episode success flag."""
+"""Meta-World on the real simulator: MT1 spaces, seeding and the episode success flag; MT10
+one-hot task ids; ML1 train/test goals; option errors."""
 
 from __future__ import annotations
 
+import pickle
+
+import numpy as np
 import pytest
 import torch
 from metaworld.policies import SawyerReachV3Policy
 
 from deeprl.envs.suites import make_suite_env
+from deeprl.envs.suites.metaworld import benchmark_task_names
 from deeprl.errors import UserError
 
 
@@ -59,3 +64,59 @@ def test_unknown_task_and_benchmark():
         make_suite_env("metaworld", 1, task="reech-v3")
     with pytest.raises(UserError, match="MT1"):
         make_suite_env("metaworld", 1, task="reach-v3", benchmark="MT2")
+
+
+def test_mt10_one_hot_task_per_copy():
+    env = make_suite_env("metaworld", 10, benchmark="MT10")
+    try:
+        names = benchmark_task_names("MT10")
+        assert len(set(names)) == 10
+        assert env.spec.id == "metaworld/MT10"
+        assert env.spec.observation_space.shape == (49,)
+        assert env.spec.action_space.shape == (4,) and env.spec.max_episode_steps == 500
+        assert env.spec.metadata["copy_tasks"] == names  # round-robin: copy i runs task i
+        assert len({type(copy.unwrapped) for copy in env.env.envs}) == 10  # a task per copy
+        obs = env.reset(seed=0)
+        assert obs.shape == (10, 49) and obs.dtype == torch.float32
+        assert torch.equal(obs[:, 39:], torch.eye(10))
+        result = env.step(env.sample_actions(torch.Generator().manual_seed(0)))
+        assert torch.equal(result.obs[:, 39:], torch.eye(10))
+        assert result.info["success"].shape == (10,)
+    finally:
+        env.close()
+
+
+def _goals(env) -> set[tuple[float, ...]]:
+    """The goals copy 0 samples from (metaworld's task list), as rounded tuples."""
+    tasks = env.env.envs[0].get_wrapper_attr("tasks")
+    return {tuple(np.round(pickle.loads(t.data)["rand_vec"], 6)) for t in tasks}
+
+
+def test_ml1_train_and_test_goals_differ():
+    train = make_suite_env("metaworld", 1, benchmark="ML1", task="reach-v3", split="train")
+    test = make_suite_env("metaworld", 1, benchmark="ML1", task="reach-v3", split="test")
+    try:
+        assert train.spec.id == "metaworld/ML1-train/reach-v3"
+        assert test.spec.id == "metaworld/ML1-test/reach-v3"
+        train_goals, test_goals = _goals(train), _goals(test)
+        assert len(train_goals) == len(test_goals) == 50 and not train_goals & test_goals
+        obs = train.reset(seed=0)
+        assert obs.shape == (1, 39) and not obs[0, 36:].any()  # ML: goal hidden, no task id
+        goal = tuple(np.round(train.env.envs[0].unwrapped._last_rand_vec, 6))
+        assert goal in train_goals
+    finally:
+        train.close()
+        test.close()
+
+
+def test_bad_num_envs_and_benchmark_options():
+    with pytest.raises(UserError, match=r"multiple of 10 \(10, 20, 30, ...\), got 3"):
+        make_suite_env("metaworld", 3, benchmark="MT10")
+    with pytest.raises(UserError, match="multiple of 5"):
+        make_suite_env("metaworld", 2, benchmark="ML10", split="test")
+    with pytest.raises(UserError, match="Did you mean:.*MT10"):
+        make_suite_env("metaworld", 10, benchmark="MT01")
+    with pytest.raises(UserError, match="Did you mean: test"):
+        make_suite_env("metaworld", 1, benchmark="ML1", split="tset")
+    with pytest.raises(UserError, match="only training tasks"):
+        make_suite_env("metaworld", 10, benchmark="MT10", split="test")

@@ -23,7 +23,8 @@ SPACES: dict[str, str] = {
     "atari": "obs uint8 (frame_stack x 1|3, size, size); actions Discrete(game's minimal set)",
     "mujoco": "obs float32 (D,) or pixels uint8 (3, size, size); actions Box (A,)",
     "dmc": "obs float32 (D,) or pixels uint8 (3, size, size); actions Box (A,) in [-1, 1]",
-    "metaworld": "obs float32 (39,); actions Box (4,) in [-1, 1]; info['success']",
+    "metaworld": "obs float32 (39,), MT10/MT50 (39 + tasks,) with the one-hot id; actions Box "
+    "(4,) in [-1, 1]; info['success']",
     "warp": "-",
 }
 

@@ -77,6 +77,23 @@ def _numeric(value: Any) -> np.ndarray | None:
     return None
 
 
+class _Wrapped:
+    """``fn()`` with ``wrappers`` applied, innermost first (a class, so it pickles for async)."""
+
+    def __init__(
+        self,
+        fn: Callable[[], gymnasium.Env],
+        wrappers: tuple[Callable[[gymnasium.Env], gymnasium.Env], ...],
+    ) -> None:
+        self.fn, self.wrappers = fn, wrappers
+
+    def __call__(self) -> gymnasium.Env:
+        env = self.fn()
+        for wrapper in self.wrappers:
+            env = wrapper(env)
+        return env
+
+
 class GymVectorEnv(VectorEnv):
     """gymnasium ``env_id`` vectorized by gymnasium's ``SyncVectorEnv`` or ``AsyncVectorEnv``.
 
@@ -96,6 +113,10 @@ class GymVectorEnv(VectorEnv):
         seed: seeds the reset made at construction (copy ``i`` gets ``seed + i``).
         make_kwargs: keyword arguments of ``gymnasium.make`` (e.g. ``max_episode_steps``).
         wrappers: functions applied to each single env, innermost first.
+        env_fns: one factory per copy, for copies that differ (e.g. one task each); they are
+            vectorized as given, ``env_id`` is then only the label (spec id, messages), the spec's
+            ``max_episode_steps`` is None, and ``make_kwargs`` must be empty. All copies must
+            have the same spaces. ``"async"`` needs picklable factories (and wrappers).
     """
 
     def __init__(
@@ -107,28 +128,50 @@ class GymVectorEnv(VectorEnv):
         seed: int | None = None,
         make_kwargs: dict[str, Any] | None = None,
         wrappers: Sequence[Callable[[gymnasium.Env], gymnasium.Env]] | None = None,
+        env_fns: Sequence[Callable[[], gymnasium.Env]] | None = None,
     ) -> None:
         if vectorization not in ("sync", "async"):
             raise UserError(f"unknown vectorization {vectorization!r}; choose 'sync' or 'async'")
         if num_envs < 1:
             raise UserError(f"num_envs must be >= 1, got {num_envs}")
         make_kwargs = dict(make_kwargs or {})
-        gym_spec = find_gym_spec(env_id)
-        self.env = gymnasium.make_vec(
-            env_id,
-            num_envs=num_envs,
-            vectorization_mode=vectorization,
-            vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
-            wrappers=list(wrappers or ()),
-            **make_kwargs,
-        )
+        autoreset = gymnasium.vector.AutoresetMode.SAME_STEP
+        if env_fns is None:
+            gym_spec = find_gym_spec(env_id)
+            spec_id, max_episode_steps = gym_spec.id, gym_spec.max_episode_steps
+            self.env = gymnasium.make_vec(
+                env_id,
+                num_envs=num_envs,
+                vectorization_mode=vectorization,
+                vector_kwargs={"autoreset_mode": autoreset},
+                wrappers=list(wrappers or ()),
+                **make_kwargs,
+            )
+        else:
+            if len(env_fns) != num_envs:
+                raise UserError(
+                    f"{env_id}: num_envs={num_envs} but {len(env_fns)} env_fns were given; "
+                    f"pass one factory per copy"
+                )
+            if make_kwargs:
+                raise UserError(
+                    f"{env_id}: make_kwargs ({', '.join(make_kwargs)}) are for gymnasium.make; "
+                    f"with env_fns, build each env with them in its factory"
+                )
+            spec_id, max_episode_steps = env_id, None
+            fns = [_Wrapped(fn, tuple(wrappers or ())) if wrappers else fn for fn in env_fns]
+            vector_cls = {
+                "sync": gymnasium.vector.SyncVectorEnv,
+                "async": gymnasium.vector.AsyncVectorEnv,
+            }[vectorization]
+            self.env = vector_cls(fns, autoreset_mode=autoreset)
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.spec = EnvSpec(
-            id=gym_spec.id,
+            id=spec_id,
             observation_space=_observation_space(self.env.single_observation_space, env_id),
             action_space=_action_space(self.env.single_action_space, env_id),
-            max_episode_steps=make_kwargs.get("max_episode_steps", gym_spec.max_episode_steps),
+            max_episode_steps=make_kwargs.get("max_episode_steps", max_episode_steps),
             metadata={"backend": "gym", "vectorization": vectorization},
         )
         self._obs_dtype = (

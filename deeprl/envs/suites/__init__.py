@@ -87,7 +87,8 @@ SUITES: dict[str, Suite] = {
     "metaworld": Suite(
         make="deeprl.envs.suites.metaworld:make_metaworld",
         paper="Yu et al. 2019 (Meta-World)",
-        protocol="MT1 (one task, 50 goals), 500-step episodes, info['success'] = episode success",
+        protocol="MT1/MT10/MT50 (one-hot task ids), ML1/ML10 (split train|test), 500-step "
+        "episodes, info['success'] = episode success",
         extra="metaworld",
         names="deeprl.envs.suites.metaworld:task_names",
     ),
@@ -139,17 +140,19 @@ def gym_suite_env(
     metadata: dict[str, Any],
     make_kwargs: dict[str, Any] | None = None,
     wrappers: Sequence[Callable[[gymnasium.Env], gymnasium.Env]] = (),
+    env_fns: Sequence[Callable[[], gymnasium.Env]] | None = None,
 ) -> VectorEnv:
     """``gym_id`` through :class:`GymVectorEnv`, its spec renamed ``name`` with suite metadata.
 
     Args:
-        gym_id: registered gymnasium id.
+        gym_id: registered gymnasium id (with ``env_fns``: only a label).
         vectorization: ``"sync"`` or ``"async"``.
         name: the spec id shown to users, e.g. ``"atari/Pong"``.
         max_episode_steps: agent steps after which the suite truncates episodes.
         metadata: protocol facts merged into ``spec.metadata``.
         make_kwargs: keyword arguments of ``gymnasium.make`` for every copy.
         wrappers: applied to each copy, innermost first (picklable for ``"async"``).
+        env_fns: one factory per copy, for copies that differ (see :class:`GymVectorEnv`).
     """
     from deeprl.envs.gym_env import GymVectorEnv
 
@@ -161,7 +164,7 @@ def gym_suite_env(
         raise UserError(f"EnvPool has no {name}; use env.vectorization=sync or async")
     env = GymVectorEnv(
         gym_id, num_envs, device, vectorization=vectorization, make_kwargs=make_kwargs,
-        wrappers=wrappers,
+        wrappers=wrappers, env_fns=env_fns,
     )  # fmt: skip
     env.spec = dataclasses.replace(
         env.spec,
