@@ -28,6 +28,11 @@ def assert_user_error(proc, *fragments: str) -> None:
         (["agent.lr=fast"], ["agent.lr", "float"]),
         (["resume=does/not/exist"], ["does/not/exist", "does not exist"]),
         (["env=gym", "env.id=CartPol-v1"], ["CartPol-v1", "CartPole-v1"]),
+        (["agent=sac", "env=pendulum", "agent.buffer_size=100000000000"],
+         ["capacity 100000000000", "lower agent.buffer_size"]),
+        (["agent=dqn", "agent.critic.head=hl_gaus"], ["unknown critic head 'hl_gaus'", "hl_gauss"]),
+        (["agent=sac", "env=cartpole"], ["continuous actions"]),
+        (["env=atari", "env.game=Pongg"], ["Pongg", "Pong"]),
     ],
 )
 def test_bad_input_exits_with_one_message(tmp_path, args, fragments):
