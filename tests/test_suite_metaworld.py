@@ -3,8 +3,6 @@ one-hot task ids; ML1 train/test goals; option errors."""
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
@@ -87,9 +85,14 @@ def test_mt10_one_hot_task_per_copy():
 
 
 def _goals(env) -> set[tuple[float, ...]]:
-    """The goals copy 0 samples from (metaworld's task list), as rounded tuples."""
-    tasks = env.env.envs[0].get_wrapper_attr("tasks")
-    return {tuple(np.round(pickle.loads(t.data)["rand_vec"], 6)) for t in tasks}
+    """The goals copy 0 samples from (metaworld's task list), as rounded tuples, read through
+    metaworld's own ``set_task`` (the next reset picks a task again)."""
+    copy = env.env.envs[0]
+    goals = set()
+    for task in copy.get_wrapper_attr("tasks"):
+        copy.unwrapped.set_task(task)
+        goals.add(tuple(np.round(copy.unwrapped._last_rand_vec, 6)))
+    return goals
 
 
 def test_ml1_train_and_test_goals_differ():
