@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from deeprl.envs.spec import EnvSpec
@@ -86,3 +87,25 @@ class VectorEnv(ABC):
 
     def close(self) -> None:  # noqa: B027 (optional hook: a no-op unless the backend holds resources)
         """Free processes or simulators held by the env."""
+
+
+class EpisodeTally:
+    """Running return and length of each copy of a host-side (numpy) vector env."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.returns = np.zeros(num_envs, dtype=np.float64)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+
+    def reset(self) -> None:
+        self.returns[:] = 0.0
+        self.lengths[:] = 0
+
+    def step(self, reward: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add one step; returns the finished episodes' (return, length), 0 where not done."""
+        self.returns += reward
+        self.lengths += 1
+        episode_return = np.where(done, self.returns, 0.0)
+        episode_length = np.where(done, self.lengths, 0)
+        self.returns[done] = 0.0
+        self.lengths[done] = 0
+        return episode_return, episode_length

@@ -16,7 +16,7 @@ import gymnasium
 import numpy as np
 import torch
 
-from deeprl.envs.base import StepResult, VectorEnv
+from deeprl.envs.base import EpisodeTally, StepResult, VectorEnv
 from deeprl.envs.spec import Box, Discrete, EnvSpec, Space
 from deeprl.errors import UserError, close_matches
 
@@ -181,8 +181,7 @@ class GymVectorEnv(VectorEnv):
         self._action_dtype = action_space.dtype
         # gymnasium's Discrete may count from `start`; deeprl's actions count from 0.
         self._action_start = int(getattr(action_space, "start", 0))
-        self._running_return = np.zeros(num_envs, dtype=np.float64)
-        self._running_length = np.zeros(num_envs, dtype=np.int64)
+        self._tally = EpisodeTally(num_envs)
         # Reset now so that step() is valid straight away, as for the torch-native envs.
         self.reset(seed)
 
@@ -191,8 +190,7 @@ class GymVectorEnv(VectorEnv):
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         obs, _ = self.env.reset(seed=seed)
-        self._running_return[:] = 0.0
-        self._running_length[:] = 0
+        self._tally.reset()
         return self._to_torch(np.asarray(obs, dtype=self._obs_dtype))
 
     def step(self, action: torch.Tensor) -> StepResult:
@@ -211,12 +209,7 @@ class GymVectorEnv(VectorEnv):
             rows = np.flatnonzero(done)
             next_obs[rows] = np.stack([info["final_obs"][i] for i in rows])
 
-        self._running_return += reward
-        self._running_length += 1
-        episode_return = np.where(done, self._running_return, 0.0)
-        episode_length = np.where(done, self._running_length, 0)
-        self._running_return[done] = 0.0
-        self._running_length[done] = 0
+        episode_return, episode_length = self._tally.step(reward, done)
         return StepResult(
             obs=self._to_torch(obs),
             next_obs=self._to_torch(next_obs),

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deeprl.envs.base import StepResult, VectorEnv
+from deeprl.envs.base import EpisodeTally, StepResult, VectorEnv
 from deeprl.envs.spec import Box, Discrete, EnvSpec
 from deeprl.errors import UserError, close_matches
 
@@ -111,8 +111,7 @@ class EnvPoolVectorEnv(VectorEnv):
             max_episode_steps=int(self.env.spec.config.max_episode_steps),
             metadata={**metadata, "backend": "envpool", "vectorization": "envpool"},
         )
-        self._running_return = np.zeros(num_envs, dtype=np.float64)
-        self._running_length = np.zeros(num_envs, dtype=np.int64)
+        self._tally = EpisodeTally(num_envs)
         self.reset()
 
     def _to_torch(self, array: np.ndarray) -> torch.Tensor:
@@ -131,8 +130,7 @@ class EnvPoolVectorEnv(VectorEnv):
                 self.task_id, num_envs=self.num_envs, seed=seed, **self.config
             )
         obs, _ = self.env.reset()
-        self._running_return[:] = 0.0
-        self._running_length[:] = 0
+        self._tally.reset()
         return self._to_torch(self._obs(obs))
 
     def step(self, action: torch.Tensor) -> StepResult:
@@ -147,12 +145,7 @@ class EnvPoolVectorEnv(VectorEnv):
             reset_obs, _ = self.env.reset(env_id=rows)
             obs = next_obs.copy()
             obs[rows] = self._obs(reset_obs)
-        self._running_return += reward
-        self._running_length += 1
-        episode_return = np.where(done, self._running_return, 0.0)
-        episode_length = np.where(done, self._running_length, 0)
-        self._running_return[done] = 0.0
-        self._running_length[done] = 0
+        episode_return, episode_length = self._tally.step(reward, done)
         extras = {
             k: self._to_torch(np.asarray(v))
             for k, v in info.items()
