@@ -196,7 +196,7 @@ class DQN(Agent):
             return PrioritizedReplayBuffer(*args, alpha=cfg.alpha, beta=cfg.beta)
         return ReplayBuffer(*args)
 
-    def update(self, buffer: ReplayBuffer, step: int) -> dict[str, float] | None:
+    def update(self, buffer: ReplayBuffer, step: int) -> dict[str, float | torch.Tensor] | None:
         cfg = self.config
         previous = int(self.env_steps)
         self.env_steps.fill_(step)
@@ -212,9 +212,7 @@ class DQN(Agent):
             polyak_update(self.target_network, self.q_network, cfg.tau)
         if not metrics:
             return None
-        result = {k: v.item() for k, v in metrics.items()}
-        result["epsilon"] = self.epsilon(step)
-        return result
+        return {**metrics, "epsilon": self.epsilon(step)}
 
     def td_loss(self, data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample loss (B,) and the new priorities (B,) for a replayed batch."""

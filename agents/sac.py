@@ -198,7 +198,7 @@ class SAC(Agent):
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.exp().detach()
 
-    def update(self, buffer: ReplayBuffer, step: int) -> dict[str, float] | None:
+    def update(self, buffer: ReplayBuffer, step: int) -> dict[str, torch.Tensor] | None:
         cfg = self.config
         self.env_steps.fill_(step)
         due = int(max(0, step - cfg.learning_starts) * cfg.utd_ratio)
@@ -207,7 +207,7 @@ class SAC(Agent):
         metrics: dict[str, torch.Tensor] = {}
         for _ in range(due - int(self.grad_steps)):
             metrics.update(self.gradient_step(buffer))
-        return {k: v.item() for k, v in metrics.items()}
+        return metrics
 
     def gradient_step(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
         """One critic update (and, every ``policy_frequency`` steps, actor/temperature updates)."""

@@ -53,9 +53,13 @@ class Agent(nn.Module, ABC):
         """The buffer the trainer fills with this agent's transitions."""
 
     @abstractmethod
-    def update(self, buffer: Buffer, step: int) -> dict[str, float] | None:
+    def update(
+        self, buffer: Buffer, step: int
+    ) -> dict[str, float | torch.Tensor] | None:
         """Called after each batched env step is added to ``buffer`` (``step`` = env steps so
-        far). Trains when the agent's schedule says so and returns scalar metrics, else None."""
+        far). Trains when the agent's schedule says so and returns scalar metrics, else None.
+        Metrics may be 0-dim tensors: the trainer reads them only when it logs, so an update
+        that runs every env step never waits on the device."""
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Weights, normalizers and optimizer states, as tensors and plain containers."""

@@ -24,6 +24,22 @@ def run_cli(*args: str, cwd: Path, timeout: float = 600, module: str = "deeprl.t
     )
 
 
+def random_rollout(env, seed: int, steps: int):
+    """Reset ``env`` with ``seed`` and take ``steps`` seeded random actions.
+
+    Returns the observations stacked (steps + 1, N, ...) and the list of StepResults.
+    """
+    import torch
+
+    obs = [env.reset(seed=seed)]
+    generator = torch.Generator().manual_seed(seed)
+    results = []
+    for _ in range(steps):
+        results.append(env.step(env.sample_actions(generator)))
+        obs.append(results[-1].obs)
+    return torch.stack(obs), results
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

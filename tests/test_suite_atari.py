@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import random_rollout
 from deeprl.envs.spec import Discrete
 from deeprl.envs.suites import make_suite_env
 from deeprl.envs.suites.atari import ATARI100K_GAMES, game_names
@@ -15,15 +16,6 @@ def ale(env, i: int = 0):
     """The ALE interface of copy ``i`` of a sync-vectorized suite env."""
     return env.env.envs[i].unwrapped.ale
 
-
-def rollout(env, seed: int, steps: int):
-    obs = [env.reset(seed=seed)]
-    generator = torch.Generator().manual_seed(seed)
-    results = []
-    for _ in range(steps):
-        results.append(env.step(env.sample_actions(generator)))
-        obs.append(results[-1].obs)
-    return torch.stack(obs), results
 
 
 def test_machado_protocol_settings_reach_ale():
@@ -36,7 +28,7 @@ def test_machado_protocol_settings_reach_ale():
         assert spec.max_episode_steps == 108_000 // 4
         assert ale(env).getFloat("repeat_action_probability") == pytest.approx(0.25)
         assert ale(env).getInt("max_num_frames_per_episode") == 108_000
-        obs, results = rollout(env, seed=3, steps=5)
+        obs, results = random_rollout(env, seed=3, steps=5)
         assert obs.shape == (6, 2, 4, 84, 84) and obs.dtype == torch.uint8
         # Frame skip 4 and no no-op starts: 4 emulator frames per agent step from frame 0.
         frames = [r.info["episode_frame_number"].tolist() for r in results]
@@ -49,9 +41,9 @@ def test_machado_protocol_settings_reach_ale():
 def test_same_seed_same_trajectory_with_sticky_actions():
     env = make_suite_env("atari", 2, game="Breakout")
     try:
-        a, ra = rollout(env, seed=7, steps=40)
-        b, rb = rollout(env, seed=7, steps=40)
-        c, _ = rollout(env, seed=8, steps=40)
+        a, ra = random_rollout(env, seed=7, steps=40)
+        b, rb = random_rollout(env, seed=7, steps=40)
+        c, _ = random_rollout(env, seed=8, steps=40)
         assert torch.equal(a, b)
         assert torch.equal(torch.stack([r.reward for r in ra]), torch.stack([r.reward for r in rb]))
         assert not torch.equal(a, c)

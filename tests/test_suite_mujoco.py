@@ -5,18 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import random_rollout
 from deeprl.envs.suites import make_suite_env
 from deeprl.errors import UserError
-
-
-def rollout(env, seed: int, steps: int) -> tuple[torch.Tensor, list]:
-    obs = [env.reset(seed=seed)]
-    generator = torch.Generator().manual_seed(seed)
-    results = []
-    for _ in range(steps):
-        results.append(env.step(env.sample_actions(generator)))
-        obs.append(results[-1].obs)
-    return torch.stack(obs), results
 
 
 def test_halfcheetah_spec_and_same_seed_same_trajectory_sync_and_async():
@@ -27,9 +18,9 @@ def test_halfcheetah_spec_and_same_seed_same_trajectory_sync_and_async():
         assert sync.spec.action_space.shape == (6,)
         assert sync.spec.max_episode_steps == 1000
         assert sync.spec.observation_space == async_.spec.observation_space
-        a, _ = rollout(sync, seed=1, steps=30)
-        b, _ = rollout(sync, seed=1, steps=30)
-        c, _ = rollout(async_, seed=1, steps=30)
+        a, _ = random_rollout(sync, seed=1, steps=30)
+        b, _ = random_rollout(sync, seed=1, steps=30)
+        c, _ = random_rollout(async_, seed=1, steps=30)
         assert a.dtype == torch.float32 and a.shape == (31, 2, 17)
         assert torch.equal(a, b) and torch.equal(a, c)
         assert not torch.equal(a[:, 0], a[:, 1])  # copies are seeded apart
@@ -41,7 +32,7 @@ def test_halfcheetah_spec_and_same_seed_same_trajectory_sync_and_async():
 def test_hopper_terminates_when_unhealthy():
     env = make_suite_env("mujoco", 1, task="Hopper-v5")
     try:
-        _, results = rollout(env, seed=0, steps=200)
+        _, results = random_rollout(env, seed=0, steps=200)
         ends = [r for r in results if r.done.any()]
         assert ends, "random actions should make Hopper fall within 200 steps"
         first = ends[0]

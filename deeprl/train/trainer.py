@@ -238,7 +238,7 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         logger = RunLogger(self.run_dir, total, progress=train.progress, start_step=start)
         step = start
-        update_metrics: dict[str, float] = {}
+        update_metrics: dict[str, float | torch.Tensor] = {}
         interrupted = False
         with _StopSignal() as stop:
             while step < total:
@@ -249,7 +249,7 @@ class Trainer:
                     update_metrics = metrics
                 evaluate_now = _crossed(eval_every, prev, step) or step >= total
                 if _crossed(log_every, prev, step) or evaluate_now:
-                    record = {f"train/{k}": v for k, v in update_metrics.items()}
+                    record = {f"train/{k}": float(v) for k, v in update_metrics.items()}
                     record.update(self.collector.pop_episode_stats())
                     if evaluate_now:
                         report = self.run_evaluation(step, logger)
