@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from deeprl.envs.catalog import main
@@ -50,7 +52,13 @@ def test_make_suite_env_checks_suite_and_options():
         make_suite_env("mujoco", 1, vectorization="threads")
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("mujoco_warp") is not None, reason="the warp extra is installed"
+)
 def test_missing_extra_names_the_pip_install():
-    # mujoco_warp is not installed here: the honest "extra missing" path.
+    # mujoco_warp cannot share this environment with metaworld: the honest "extra missing" path
+    # (.venv-warp checks the same for metaworld: tests/test_suite_warp.py).
     with pytest.raises(UserError, match=r'pip install "deeprl\[warp\]"'):
-        make_suite_env("warp", 1, device="cpu")
+        make_suite_env("mujoco", 1, "cuda", task="Hopper-v5", vectorization="warp")
+    with pytest.raises(UserError, match="'Humanoid-v5' is not available with env.vectorization"):
+        make_suite_env("mujoco", 1, "cuda", task="Humanoid-v5", vectorization="warp")

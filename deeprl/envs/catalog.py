@@ -25,12 +25,11 @@ SPACES: dict[str, str] = {
     "dmc": "obs float32 (D,) or pixels uint8 (3, size, size); actions Box (A,) in [-1, 1]",
     "metaworld": "obs float32 (39,), MT10/MT50 (39 + tasks,) with the one-hot id; actions Box "
     "(4,) in [-1, 1]; info['success']",
-    "warp": "-",
 }
 
 #: The option naming an env in each suite.
 NAME_OPTION: dict[str, str] = {
-    "atari": "game", "mujoco": "task", "dmc": "task", "metaworld": "task", "warp": "task",
+    "atari": "game", "mujoco": "task", "dmc": "task", "metaworld": "task",
 }  # fmt: skip
 
 

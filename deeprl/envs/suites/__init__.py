@@ -1,10 +1,11 @@
-"""Benchmark environment suites: Atari, MuJoCo, DeepMind Control, Meta-World, MuJoCo Warp.
+"""Benchmark environment suites: Atari, MuJoCo, DeepMind Control, Meta-World.
 
 Each suite is a function ``make_<suite>(num_envs, device, **options) -> VectorEnv`` in its own
 module; :func:`make_suite_env` picks one by name, and :data:`SUITES` describes them for discovery
 (``deeprl-envs``). The gymnasium path vectorizes with :class:`~deeprl.envs.gym_env.GymVectorEnv`
 (``vectorization="sync" | "async"``); ``vectorization="envpool"`` uses EnvPool (Weng et al. 2022)
-where the suite has it. Configs: ``configs/env/{atari,atari100k,dmc,metaworld}.yaml`` and
+where the suite has it, and MuJoCo also takes ``vectorization="warp"`` (MuJoCo Warp on a GPU).
+Configs: ``configs/env/{atari,atari100k,dmc,metaworld}.yaml`` and
 ``configs/env/mujoco/<task>.yaml`` (``backend: <suite>``); docs/envs.md has the details.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +39,8 @@ class Suite:
         paper: the benchmark paper whose protocol the suite implements.
         protocol: one line on observation/action/episode settings.
         extra: the ``pip install "deeprl[<extra>]"`` that provides its simulator.
+        modules: the modules that extra installs, checked before the suite is used (the suite
+            modules import them lazily, so a missing one would otherwise surface mid-call).
         names: ``"module:function"`` listing its env names.
         subset: optional (label, ``"module:function"``) of a named subset, e.g. Atari100k.
     """
@@ -45,19 +49,22 @@ class Suite:
     paper: str
     protocol: str
     extra: str
+    modules: tuple[str, ...]
     names: str
     subset: tuple[str, str] | None = None
 
     def function(self, attribute: str) -> Callable[..., Any]:
+        """The suite's ``make``, ``names`` or ``subset`` function; raises UserError naming the
+        ``pip install`` to run if a module of its extra is missing."""
+        missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UserError(
+                f"this suite needs {missing[0]!r}, which is not installed: "
+                f'pip install "deeprl[{self.extra}]"'
+            )
         target = self.subset[1] if attribute == "subset" else getattr(self, attribute)
         module, _, name = target.partition(":")
-        try:
-            return getattr(importlib.import_module(module), name)
-        except ModuleNotFoundError as e:
-            raise UserError(
-                f"this suite needs {e.name!r}, which is not installed: "
-                f'pip install "deeprl[{self.extra}]"'
-            ) from e
+        return getattr(importlib.import_module(module), name)
 
 
 SUITES: dict[str, Suite] = {
@@ -67,14 +74,17 @@ SUITES: dict[str, Suite] = {
         protocol="protocol=machado: sticky 0.25, skip 4, 84x84 gray x4, 108k-frame cap; "
         "protocol=atari100k: no sticky, 30 no-ops, skip 4, 64x64 RGB",
         extra="atari",
+        modules=("ale_py", "cv2"),
         names="deeprl.envs.suites.atari:game_names",
         subset=("Atari100k games (Kaiser et al. 2020)", "deeprl.envs.suites.atari:atari100k_games"),
     ),
     "mujoco": Suite(
         make="deeprl.envs.suites.mujoco:make_mujoco",
         paper="Todorov et al. 2012 (MuJoCo); gymnasium MuJoCo v5 tasks",
-        protocol="state obs (pixels=true: rendered RGB), 1000-step time limit (truncation)",
+        protocol="state obs (pixels=true: rendered RGB), 1000-step time limit (truncation); "
+        "vectorization=warp: MuJoCo Warp on a GPU (extra warp)",
         extra="mujoco",
+        modules=("mujoco", "imageio"),
         names="deeprl.envs.suites.mujoco:task_names",
     ),
     "dmc": Suite(
@@ -82,6 +92,7 @@ SUITES: dict[str, Suite] = {
         paper="Tassa et al. 2018 (DeepMind Control Suite)",
         protocol="domain-task, 1000 sim steps / action_repeat, state float32 or pixels size x size",
         extra="dmc",
+        modules=("dm_control",),
         names="deeprl.envs.suites.dmc:task_names",
     ),
     "metaworld": Suite(
@@ -90,14 +101,8 @@ SUITES: dict[str, Suite] = {
         protocol="MT1/MT10/MT50 (one-hot task ids), ML1/ML10 (split train|test), 500-step "
         "episodes, info['success'] = episode success",
         extra="metaworld",
+        modules=("metaworld",),
         names="deeprl.envs.suites.metaworld:task_names",
-    ),
-    "warp": Suite(
-        make="deeprl.envs.suites.warp:make_warp",
-        paper="MuJoCo Warp (GPU MuJoCo, Google DeepMind & NVIDIA 2025)",
-        protocol="needs an NVIDIA GPU and the warp extra",
-        extra="warp",
-        names="deeprl.envs.suites.warp:task_names",
     ),
 }
 
@@ -156,12 +161,13 @@ def gym_suite_env(
     """
     from deeprl.envs.gym_env import GymVectorEnv
 
-    if vectorization not in ("sync", "async", "envpool"):
+    if vectorization not in ("sync", "async", "envpool", "warp"):
         raise UserError(
-            f"unknown vectorization {vectorization!r}; choose 'sync', 'async' or 'envpool'"
+            f"unknown vectorization {vectorization!r}; choose 'sync', 'async', 'envpool' or "
+            f"'warp' (MuJoCo tasks on a GPU)"
         )
-    if vectorization == "envpool":
-        raise UserError(f"EnvPool has no {name}; use env.vectorization=sync or async")
+    if vectorization in ("envpool", "warp"):
+        raise UserError(f"{vectorization} has no {name}; use env.vectorization=sync or async")
     env = GymVectorEnv(
         gym_id, num_envs, device, vectorization=vectorization, make_kwargs=make_kwargs,
         wrappers=wrappers, env_fns=env_fns,

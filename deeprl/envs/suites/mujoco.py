@@ -5,7 +5,9 @@ Protocol: the v5 tasks unchanged (default reset noise, healthy ranges and reward
 observations as float32, episodes truncated at the task's time limit (1000 steps, 50 for Reacher,
 100 for Pusher) and terminated where the task defines an unhealthy state (Hopper, Walker2d, Ant,
 Humanoid, the inverted pendulums). ``pixels=True`` replaces the state by the rendered RGB frame,
-uint8 (3, size, size), rendered headless (EGL).
+uint8 (3, size, size), rendered headless (EGL). ``vectorization="warp"`` simulates the copies on
+an NVIDIA GPU with MuJoCo Warp (``deeprl.envs.suites.warp``; HalfCheetah, Hopper, Walker2d, Ant,
+Swimmer, InvertedPendulum).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def make_mujoco(
         num_envs: parallel copies.
         device: where tensors go.
         task: one of :data:`TASKS`, e.g. ``"HalfCheetah-v5"``.
-        vectorization: ``"sync"``, ``"async"`` or ``"envpool"`` (state observations only).
+        vectorization: ``"sync"``, ``"async"``, ``"envpool"`` or ``"warp"`` (GPU; the last two
+            state observations only).
         pixels: observe rendered frames (3, size, size) uint8 instead of the state.
         size: rendered frame side, for ``pixels`` and ``render``.
         render: render RGB frames of copy 0 for eval videos (state observations kept).
@@ -71,6 +74,15 @@ def make_mujoco(
             f"unknown MuJoCo task {task!r}.{close_matches(task, TASKS)} Tasks: {', '.join(TASKS)}."
         )
     metadata = {"suite": "mujoco", "task": task, "pixels": pixels}
+    if vectorization == "warp":
+        from deeprl.envs.suites.warp import WarpMujocoVectorEnv
+
+        if pixels or render:
+            raise UserError(
+                "MuJoCo Warp envs do not render in deeprl; use env.vectorization=sync or async "
+                "for pixels=true or videos"
+            )
+        return WarpMujocoVectorEnv(task, num_envs, device)
     if vectorization == "envpool":
         from deeprl.envs.suites.envpool_env import EnvPoolVectorEnv
 
