@@ -8,6 +8,8 @@ kernels compiled for the host.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -56,7 +58,7 @@ def test_same_observations_rewards_and_terminations_as_gymnasium(task):
             break
 
 
-@pytest.mark.parametrize("task", ["Ant-v5", "Hopper-v5"])
+@pytest.mark.parametrize("task", list(TASKS))
 def test_spec_matches_gymnasium_and_observations(task):
     reference = gymnasium.make(task)
     env = make(task, 2)
@@ -65,7 +67,7 @@ def test_spec_matches_gymnasium_and_observations(task):
     low, high = spec.action_space.bounds()
     np.testing.assert_array_equal(low.numpy(), reference.action_space.low)
     np.testing.assert_array_equal(high.numpy(), reference.action_space.high)
-    assert spec.max_episode_steps == reference.spec.max_episode_steps == 1000
+    assert spec.max_episode_steps == reference.spec.max_episode_steps
     obs, results = random_rollout(env, seed=0, steps=3)
     assert obs.shape == (4, 2, *spec.observation_space.shape) and obs.dtype == torch.float32
     assert results[0].reward.shape == (2,) and results[0].terminated.dtype == torch.bool
@@ -98,11 +100,28 @@ def test_autoreset_episode_statistics_and_time_limit():
     assert torch.equal(result.episode_return, (result.episode_length - 1).float())  # 0 on the last
     assert (env.elapsed == 0).all()
 
-    env.reset(seed=1)
-    env.elapsed.fill_(999)
-    result = env.step(torch.zeros(2, 1))
-    assert result.truncated.all() and not result.terminated.any()
-    assert (result.episode_length == 1000).all()
+    for task, limit in [("InvertedPendulum-v5", 1000), ("Reacher-v5", 50), ("Pusher-v5", 100)]:
+        env = make(task, 2)
+        env.reset(seed=1)
+        env.elapsed.fill_(limit - 1)
+        result = env.step(torch.zeros(2, *env.spec.action_space.shape))
+        assert result.truncated.all() and not result.terminated.any()
+        assert (result.episode_length == limit).all()
+
+
+def test_goal_and_object_draws_follow_gymnasium():
+    # Reacher: goal uniform in the disk of radius 0.2 (mean radius 2/3 * 0.2);
+    # Pusher: cylinder uniform in [-0.3, 0] x [-0.2, 0.2], farther than 0.17 from the goal.
+    reacher = make("Reacher-v5", 2000)
+    reacher.reset(seed=0)
+    radius = reacher.qpos[:, -2:].norm(dim=1)
+    assert radius.max() < 0.2 and abs(radius.mean().item() - 0.2 * 2 / 3) < 0.005
+    pusher = make("Pusher-v5", 2000)
+    pusher.reset(seed=0)
+    cylinder = pusher.qpos[:, -4:-2]
+    assert (cylinder.norm(dim=1) > 0.17).all() and (pusher.qpos[:, -2:] == 0).all()
+    assert cylinder[:, 0].min() >= -0.3 and cylinder[:, 0].max() <= 0.0
+    assert cylinder[:, 1].abs().max() <= 0.2
 
 
 def test_state_dict_continues_the_same_trajectory():
@@ -136,3 +155,17 @@ def test_missing_extra_names_the_pip_install():
     # This environment has no metaworld (its mujoco pin conflicts with mujoco-warp's).
     with pytest.raises(UserError, match=r'pip install "deeprl\[metaworld\]"'):
         make_suite_env("metaworld", 1, task="reach-v3")
+
+
+def test_sac_trains_through_the_cli_on_warps_cpu_device(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "agent=sac", "env=mujoco/invertedpendulum", "env.vectorization=warp",
+        "+env.warp_allow_cpu=true", "seed=0", "agent.learning_starts=500", "agent.batch_size=64",
+        "agent.hidden_sizes=[64,64]", "train.total_steps=1500", "train.eval_every=0",
+        "train.eval_episodes=2", f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    assert evaluation["episodes"] == 2 and evaluation["return_mean"] >= 1.0
+    assert (run_dir / "checkpoints" / "last.pt").exists()

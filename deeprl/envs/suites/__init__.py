@@ -167,7 +167,8 @@ def gym_suite_env(
             f"'warp' (MuJoCo tasks on a GPU)"
         )
     if vectorization in ("envpool", "warp"):
-        raise UserError(f"{vectorization} has no {name}; use env.vectorization=sync or async")
+        backend = {"envpool": "EnvPool", "warp": "MuJoCo Warp"}[vectorization]
+        raise UserError(f"{backend} has no {name}; use env.vectorization=sync or async")
     env = GymVectorEnv(
         gym_id, num_envs, device, vectorization=vectorization, make_kwargs=make_kwargs,
         wrappers=wrappers, env_fns=env_fns,

@@ -6,8 +6,8 @@ observations as float32, episodes truncated at the task's time limit (1000 steps
 100 for Pusher) and terminated where the task defines an unhealthy state (Hopper, Walker2d, Ant,
 Humanoid, the inverted pendulums). ``pixels=True`` replaces the state by the rendered RGB frame,
 uint8 (3, size, size), rendered headless (EGL). ``vectorization="warp"`` simulates the copies on
-an NVIDIA GPU with MuJoCo Warp (``deeprl.envs.suites.warp``; HalfCheetah, Hopper, Walker2d, Ant,
-Swimmer, InvertedPendulum).
+an NVIDIA GPU with MuJoCo Warp (``deeprl.envs.suites.warp``; every task but Humanoid and
+HumanoidStandup).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def make_mujoco(
     pixels: bool = False,
     size: int = 64,
     render: bool = False,
+    warp_allow_cpu: bool = False,
 ) -> VectorEnv:
     """A gymnasium MuJoCo v5 task.
 
@@ -64,6 +65,8 @@ def make_mujoco(
         pixels: observe rendered frames (3, size, size) uint8 instead of the state.
         size: rendered frame side, for ``pixels`` and ``render``.
         render: render RGB frames of copy 0 for eval videos (state observations kept).
+        warp_allow_cpu: let ``vectorization="warp"`` run on Warp's CPU device when
+            ``device="cpu"`` (slow: for debugging a pipeline without a GPU).
 
     Returns:
         A :class:`VectorEnv`: observations (N, obs_dim) float32 or (N, 3, size, size) uint8,
@@ -82,7 +85,7 @@ def make_mujoco(
                 "MuJoCo Warp envs do not render in deeprl; use env.vectorization=sync or async "
                 "for pixels=true or videos"
             )
-        return WarpMujocoVectorEnv(task, num_envs, device)
+        return WarpMujocoVectorEnv(task, num_envs, device, allow_cpu=warp_allow_cpu)
     if vectorization == "envpool":
         from deeprl.envs.suites.envpool_env import EnvPoolVectorEnv
 

@@ -3,19 +3,24 @@ GPU (MJWarp, Google DeepMind and NVIDIA 2025, "MuJoCo Warp: GPU-accelerated MuJo
 Warp; tasks as in gymnasium v5, Towers et al. 2024).
 
 Same tasks as ``deeprl.envs.suites.mujoco``, same protocol: the v5 model files, frame skips,
-reset noise, observations, rewards and healthy ranges, so results transfer between the two paths.
-Per env step and copy, with ``dt = frame_skip * timestep``:
+reset distributions, observations, rewards, terminations and time limits, so results transfer
+between the two paths. Per env step and copy, with ``dt = frame_skip * timestep``:
 
-    x_velocity = (x_after - x_before) / dt        (qpos[0]; the torso's xpos for Ant)
-    reward     = w_forward * x_velocity + healthy_reward * is_healthy
+    locomotion (HalfCheetah, Hopper, Walker2d, Ant, Swimmer, InvertedPendulum):
+        reward = w_forward * (x_after - x_before) / dt + healthy_reward * is_healthy
                  - w_ctrl * ||a||^2 - w_contact * ||clip(cfrc_ext, -1, 1)||^2
-    terminated = not is_healthy                    (tasks with a healthy range)
+        terminated = not is_healthy                 (tasks with a healthy range)
+    InvertedDoublePendulum (tip (x, y) of the pole, joint velocities v1, v2):
+        reward = 10 * [y > 1] - 0.01 x^2 - (y - 2)^2 - 1e-3 v1^2 - 5e-3 v2^2;  terminated = y <= 1
+    Reacher:  reward = -||fingertip - target|| - ||a||^2
+    Pusher:   reward = -0.5 ||object - tips_arm|| - ||object - goal|| - 0.1 ||a||^2
 
-Differences from the CPU path, all of degree: MJWarp computes in float32 (CPU MuJoCo in float64)
-and its reset noise comes from a torch generator, so a seed gives different (equally valid)
-initial states than gymnasium's. Observations, rewards and flags never leave the device: MJWarp's
-arrays are shared with torch without copies, and on CUDA one env step (``frame_skip`` physics
-steps) is replayed as a captured CUDA graph.
+Humanoid and HumanoidStandup are not here: their models use MuJoCo's PGS solver, which MJWarp
+does not implement. Differences from the CPU path, all of degree: MJWarp computes in float32 (CPU
+MuJoCo in float64) and initial states are drawn by a torch generator, so a seed gives different
+(equally distributed) initial states than gymnasium's. Observations, rewards and flags never
+leave the device: MJWarp's arrays are shared with torch without copies, and on CUDA one env step
+(``frame_skip`` physics steps) is replayed as a captured CUDA graph.
 
 The ``warp`` extra needs ``mujoco>=3.13``, which metaworld 3.1.1's pin excludes: it lives in its
 own virtual environment (docs/envs.md). MJWarp's kernels also run on Warp's CPU device, slowly;
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -35,7 +41,57 @@ from deeprl.envs.base import StepResult, VectorEnv
 from deeprl.envs.spec import Box, EnvSpec
 from deeprl.errors import UserError
 
-# Healthy-state predicates of the v5 tasks over (N, nq) positions and (N, nv) velocities.
+
+class WarpTask:
+    """A gymnasium v5 task: its model file and how it reads the simulator.
+
+    Subclasses implement the task's initial state, observation and reward over the batched torch
+    views of a :class:`WarpMujocoVectorEnv` (``env.qpos`` (N, nq), ``env.qvel`` (N, nv),
+    ``env.xpos`` (N, nbody, 3), ...). After a step those views hold what gymnasium's do after
+    ``mj_step``: positions, velocities and contact forces of the new state, body positions of
+    the last physics step's kinematics.
+    """
+
+    xml: str
+    frame_skip: int
+    max_episode_steps: int = 1000
+    #: bodies the task reads by name; ``env.body[name]`` is the index into ``env.xpos``.
+    bodies: tuple[str, ...] = ()
+    #: whether the task reads the external contact forces (then computed after each step).
+    uses_contact_forces: bool = False
+
+    def initial_state(
+        self, env: WarpMujocoVectorEnv, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Initial (qpos (N, nq), qvel (N, nv)) of every world (gymnasium's ``reset_model``)."""
+        raise NotImplementedError
+
+    def observe(self, env: WarpMujocoVectorEnv) -> torch.Tensor:
+        """Observations (N, obs_dim)."""
+        raise NotImplementedError
+
+    def progress(self, env: WarpMujocoVectorEnv) -> torch.Tensor | None:
+        """Position (N,) whose change per ``dt`` is rewarded; None for tasks without one."""
+        return None
+
+    def reward(
+        self,
+        env: WarpMujocoVectorEnv,
+        action: torch.Tensor,
+        before: torch.Tensor | None,
+        after: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reward (N,), terminated (N,) bool) of the step from ``before`` to ``after``
+        (:meth:`progress` before and after it)."""
+        raise NotImplementedError
+
+
+def _uniform(env: WarpMujocoVectorEnv, generator, size: int, low: float, high: float):
+    u = torch.rand(env.num_envs, size, device=env.device, generator=generator)
+    return low + (high - low) * u
+
+
+# Healthy-state predicates of the v5 locomotion tasks over (N, nq) positions, (N, nv) velocities.
 HealthCheck = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -61,8 +117,8 @@ def _pendulum_upright(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class WarpTask:
-    """One gymnasium v5 task's constants (defaults of its gymnasium constructor).
+class Locomotion(WarpTask):
+    """Forward-progress tasks (constructor defaults of their gymnasium v5 classes).
 
     Attributes:
         xml: model file among gymnasium's MuJoCo assets.
@@ -91,39 +147,186 @@ class WarpTask:
     contact_weight: float = 0.0
     healthy_reward: float = 0.0
     healthy: HealthCheck | None = None
-    x_body: int | None = None
+    x_body: str | None = None
+
+    @property
+    def bodies(self) -> tuple[str, ...]:
+        return () if self.x_body is None else (self.x_body,)
+
+    @property
+    def uses_contact_forces(self) -> bool:
+        return self.contact_weight > 0
+
+    def initial_state(self, env, generator):
+        s = self.reset_noise
+        qpos = env.init_qpos + _uniform(env, generator, env.nq, -s, s)
+        if self.qvel_noise == "normal":
+            qvel = s * torch.randn(env.num_envs, env.nv, device=env.device, generator=generator)
+        else:
+            qvel = _uniform(env, generator, env.nv, -s, s)
+        return qpos, qvel
+
+    def observe(self, env):
+        velocity = env.qvel
+        if self.clip_qvel is not None:
+            velocity = velocity.clamp(-self.clip_qvel, self.clip_qvel)
+        parts = [env.qpos[:, self.skip_qpos :], velocity]
+        if self.uses_contact_forces:
+            parts.append(env.cfrc_ext[:, 1:].clamp(-1.0, 1.0).flatten(1))
+        return torch.cat(parts, dim=1)
+
+    def progress(self, env):
+        if self.x_body is None:
+            return env.qpos[:, 0].clone()
+        return env.xpos[:, env.body[self.x_body], 0].clone()
+
+    def reward(self, env, action, before, after):
+        reward = self.forward_weight * (after - before) / env.dt
+        reward -= self.ctrl_weight * action.square().sum(1)
+        if self.uses_contact_forces:
+            reward -= self.contact_weight * env.cfrc_ext.clamp(-1.0, 1.0).square().sum((1, 2))
+        if self.healthy is None:
+            return reward, torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
+        healthy = self.healthy(env.qpos, env.qvel)
+        return reward + self.healthy_reward * healthy, ~healthy
+
+
+@dataclass(frozen=True)
+class InvertedDoublePendulum(WarpTask):
+    """Balance two poles on a cart; the pole's tip is the model's first site."""
+
+    xml: str = "inverted_double_pendulum.xml"
+    frame_skip: int = 5
+    reset_noise: float = 0.1
+    healthy_reward: float = 10.0
+
+    def initial_state(self, env, generator):
+        s = self.reset_noise
+        qpos = env.init_qpos + _uniform(env, generator, env.nq, -s, s)
+        qvel = s * torch.randn(env.num_envs, env.nv, device=env.device, generator=generator)
+        return qpos, qvel
+
+    def observe(self, env):
+        angles = env.qpos[:, 1:]
+        return torch.cat(
+            [
+                env.qpos[:, :1],
+                angles.sin(),
+                angles.cos(),
+                env.qvel.clamp(-10.0, 10.0),
+                env.qfrc_constraint[:, :1].clamp(-10.0, 10.0),
+            ],
+            dim=1,
+        )
+
+    def reward(self, env, action, before, after):
+        x, y = env.site_xpos[:, 0, 0], env.site_xpos[:, 0, 2]
+        v1, v2 = env.qvel[:, 1], env.qvel[:, 2]
+        terminated = y <= 1.0
+        penalty = 0.01 * x.square() + (y - 2.0).square() + 1e-3 * v1.square() + 5e-3 * v2.square()
+        return self.healthy_reward * ~terminated - penalty, terminated
+
+
+@dataclass(frozen=True)
+class Reacher(WarpTask):
+    """Move a two-link arm's fingertip to a target drawn uniformly in a disk of radius 0.2."""
+
+    xml: str = "reacher.xml"
+    frame_skip: int = 2
+    max_episode_steps: int = 50
+    bodies: tuple[str, ...] = ("fingertip", "target")
+
+    def initial_state(self, env, generator):
+        qpos = env.init_qpos + _uniform(env, generator, env.nq, -0.1, 0.1)
+        # gymnasium draws the goal by rejection from the square [-0.2, 0.2]^2 until it is inside
+        # the disk of radius 0.2: the same distribution as this polar draw, without a loop.
+        radius = 0.2 * _uniform(env, generator, 1, 0.0, 1.0).sqrt()
+        angle = _uniform(env, generator, 1, 0.0, 2 * math.pi)
+        qpos[:, -2:] = torch.cat([radius * angle.cos(), radius * angle.sin()], dim=1)
+        qvel = _uniform(env, generator, env.nv, -0.005, 0.005)
+        qvel[:, -2:] = 0.0
+        return qpos, qvel
+
+    def observe(self, env):
+        theta = env.qpos[:, :2]
+        to_target = env.xpos[:, env.body["fingertip"]] - env.xpos[:, env.body["target"]]
+        return torch.cat(
+            [theta.cos(), theta.sin(), env.qpos[:, 2:], env.qvel[:, :2], to_target[:, :2]], dim=1
+        )
+
+    def reward(self, env, action, before, after):
+        to_target = env.xpos[:, env.body["fingertip"]] - env.xpos[:, env.body["target"]]
+        reward = -to_target.norm(dim=1) - action.square().sum(1)
+        return reward, torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
+
+
+@dataclass(frozen=True)
+class Pusher(WarpTask):
+    """Push a cylinder to the goal at the origin with a 7-DoF arm."""
+
+    xml: str = "pusher_v5.xml"
+    frame_skip: int = 5
+    max_episode_steps: int = 100
+    bodies: tuple[str, ...] = ("tips_arm", "object", "goal")
+    #: cylinder draws per world; gymnasium redraws until one lies > 0.17 from the goal (each
+    #: does with probability ~0.62), so 32 leave a world without one with probability ~1e-13.
+    candidates: int = 32
+
+    def initial_state(self, env, generator):
+        shape = (env.num_envs, self.candidates)
+        x = -0.3 * torch.rand(shape, device=env.device, generator=generator)
+        y = -0.2 + 0.4 * torch.rand(shape, device=env.device, generator=generator)
+        first_far = (x.square() + y.square() > 0.17**2).to(torch.uint8).argmax(1, keepdim=True)
+        qpos = env.init_qpos.expand(env.num_envs, -1).clone()
+        qpos[:, -4:-2] = torch.cat([x.gather(1, first_far), y.gather(1, first_far)], dim=1)
+        qpos[:, -2:] = 0.0
+        qvel = _uniform(env, generator, env.nv, -0.005, 0.005)
+        qvel[:, -4:] = 0.0
+        return qpos, qvel
+
+    def observe(self, env):
+        com = [env.xpos[:, env.body[name]] for name in self.bodies]
+        return torch.cat([env.qpos[:, :7], env.qvel[:, :7], *com], dim=1)
+
+    def reward(self, env, action, before, after):
+        tips, cylinder, goal = (env.xpos[:, env.body[name]] for name in self.bodies)
+        reward = -0.5 * (cylinder - tips).norm(dim=1) - (cylinder - goal).norm(dim=1)
+        reward -= 0.1 * action.square().sum(1)
+        return reward, torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
 
 
 #: The v5 tasks on the Warp backend (constants from gymnasium/envs/mujoco/*_v5.py).
 TASKS: dict[str, WarpTask] = {
-    "HalfCheetah-v5": WarpTask(
+    "HalfCheetah-v5": Locomotion(
         "half_cheetah.xml", frame_skip=5, reset_noise=0.1, qvel_noise="normal", skip_qpos=1,
         ctrl_weight=0.1,
     ),
-    "Hopper-v5": WarpTask(
+    "Hopper-v5": Locomotion(
         "hopper.xml", frame_skip=4, reset_noise=5e-3, qvel_noise="uniform", skip_qpos=1,
         clip_qvel=10.0, ctrl_weight=1e-3, healthy_reward=1.0, healthy=_hopper_healthy,
     ),
-    "Walker2d-v5": WarpTask(
+    "Walker2d-v5": Locomotion(
         "walker2d_v5.xml", frame_skip=4, reset_noise=5e-3, qvel_noise="uniform", skip_qpos=1,
         clip_qvel=10.0, ctrl_weight=1e-3, healthy_reward=1.0, healthy=_walker_healthy,
     ),
-    "Ant-v5": WarpTask(
+    "Ant-v5": Locomotion(
         "ant.xml", frame_skip=5, reset_noise=0.1, qvel_noise="normal", skip_qpos=2,
-        ctrl_weight=0.5, contact_weight=5e-4, healthy_reward=1.0, healthy=_ant_healthy, x_body=1,
+        ctrl_weight=0.5, contact_weight=5e-4, healthy_reward=1.0, healthy=_ant_healthy,
+        x_body="torso",
     ),
-    "Swimmer-v5": WarpTask(
+    "Swimmer-v5": Locomotion(
         "swimmer.xml", frame_skip=4, reset_noise=0.1, qvel_noise="uniform", skip_qpos=2,
         ctrl_weight=1e-4,
     ),
     # reward = 1 while upright, 0 on the step that tips it over (gymnasium: int(not terminated))
-    "InvertedPendulum-v5": WarpTask(
+    "InvertedPendulum-v5": Locomotion(
         "inverted_pendulum.xml", frame_skip=2, reset_noise=0.01, qvel_noise="uniform",
         skip_qpos=0, forward_weight=0.0, healthy_reward=1.0, healthy=_pendulum_upright,
     ),
+    "InvertedDoublePendulum-v5": InvertedDoublePendulum(),
+    "Reacher-v5": Reacher(),
+    "Pusher-v5": Pusher(),
 }  # fmt: skip
-
-MAX_EPISODE_STEPS = 1000
 
 
 def task_names() -> list[str]:
@@ -166,7 +369,7 @@ class WarpMujocoVectorEnv(VectorEnv):
     """``num_envs`` copies of a gymnasium MuJoCo v5 task in one MJWarp ``Data`` (one world each).
 
     Observations (N, obs_dim) float32, actions (N, act_dim) within the actuators' ``ctrlrange``,
-    1000-step time limit (truncation). Episodes reset in the same step, like every
+    the task's time limit (truncation). Episodes reset in the same step, like every
     :class:`VectorEnv`.
 
     Args:
@@ -190,9 +393,9 @@ class WarpMujocoVectorEnv(VectorEnv):
     ) -> None:
         if task not in TASKS:
             raise UserError(
-                f"task {task!r} is not available with env.vectorization=warp. Warp tasks: "
-                f"{', '.join(TASKS)}; the other MuJoCo tasks run with "
-                f"env.vectorization=sync|async|envpool."
+                f"task {task!r} is not available with env.vectorization=warp (Humanoid and "
+                f"HumanoidStandup use MuJoCo's PGS solver, which MuJoCo Warp lacks). Warp tasks: "
+                f"{', '.join(TASKS)}; every MuJoCo task runs with env.vectorization=sync|async."
             )
         mujoco, mjw, wp = _import_warp()
         self.device = torch.device(device)
@@ -203,6 +406,8 @@ class WarpMujocoVectorEnv(VectorEnv):
         assets = importlib.resources.files("gymnasium") / "envs" / "mujoco" / "assets"
         model = mujoco.MjModel.from_xml_path(str(assets / self.task.xml))
         self.dt = self.task.frame_skip * model.opt.timestep
+        self.nq, self.nv = model.nq, model.nv
+        self.body = {name: model.body(name).id for name in self.task.bodies}
         with wp.ScopedDevice(self.warp_device):
             self.model = mjw.put_model(model)
             self.data = mjw.make_data(model, nworld=num_envs, nconmax=nconmax, njmax=njmax)
@@ -211,27 +416,27 @@ class WarpMujocoVectorEnv(VectorEnv):
         self.qvel = wp.to_torch(self.data.qvel)  # (N, nv)
         self.ctrl = wp.to_torch(self.data.ctrl)  # (N, nu)
         self.xpos = wp.to_torch(self.data.xpos)  # (N, nbody, 3)
+        self.site_xpos = wp.to_torch(self.data.site_xpos)  # (N, nsite, 3)
         self.cfrc_ext = wp.to_torch(self.data.cfrc_ext)  # (N, nbody, 6)
+        self.qfrc_constraint = wp.to_torch(self.data.qfrc_constraint)  # (N, nv)
         self.init_qpos = torch.as_tensor(model.qpos0, dtype=torch.float32, device=self.device)
 
-        low, high = model.actuator_ctrlrange.T
-        obs_dim = model.nq - self.task.skip_qpos + model.nv
-        if self.task.contact_weight > 0:
-            obs_dim += (model.nbody - 1) * 6
-        self.spec = EnvSpec(
-            id=task,
-            observation_space=Box.uniform((obs_dim,), float("-inf"), float("inf")),
-            action_space=Box((model.nu,), tuple(low.tolist()), tuple(high.tolist())),
-            max_episode_steps=MAX_EPISODE_STEPS,
-            metadata={"suite": "mujoco", "task": task, "pixels": False, "backend": "warp"},
-        )
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(0)
         self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self.running_return = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
-        self.x_before = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
+        self.progress = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
         self._graph = None
         self._compile()
+        low, high = model.actuator_ctrlrange.T
+        self.spec = EnvSpec(
+            id=task,
+            observation_space=Box.uniform(tuple(self.reset().shape[1:]), -math.inf, math.inf),
+            action_space=Box((model.nu,), tuple(low.tolist()), tuple(high.tolist())),
+            max_episode_steps=self.task.max_episode_steps,
+            metadata={"suite": "mujoco", "task": task, "pixels": False, "backend": "warp"},
+        )
+        self._limit = self.task.max_episode_steps
 
     # ---- physics ----------------------------------------------------------------------------
     def _simulate(self) -> None:
@@ -239,7 +444,7 @@ class WarpMujocoVectorEnv(VectorEnv):
         forces (gymnasium calls mj_rnePostConstraint after mj_step for the same reason)."""
         for _ in range(self.task.frame_skip):
             self._mjw.step(self.model, self.data)
-        if self.task.contact_weight > 0:
+        if self.task.uses_contact_forces:
             self._mjw.rne_postconstraint(self.model, self.data)
 
     def _compile(self) -> None:
@@ -248,7 +453,7 @@ class WarpMujocoVectorEnv(VectorEnv):
         wp = self._wp
         with self._on_device():
             self._simulate()
-            self._mjw.reset_data(self.model, self.data, reset=self._warp_mask(self.elapsed == 0))
+            self._mjw.reset_data(self.model, self.data)
         if self.device.type == "cuda":
             # Captured on Warp's own stream (torch's default stream is CUDA's legacy stream,
             # which cannot capture) and replayed on torch's stream in step().
@@ -256,7 +461,6 @@ class WarpMujocoVectorEnv(VectorEnv):
             with wp.ScopedDevice(self.warp_device), wp.ScopedCapture() as capture:
                 self._simulate()
             self._graph = capture.graph
-        self.reset()
 
     @contextlib.contextmanager
     def _on_device(self) -> Iterator[None]:
@@ -268,47 +472,27 @@ class WarpMujocoVectorEnv(VectorEnv):
                 scope.enter_context(self._wp.ScopedStream(self._wp.stream_from_torch(self.device)))
             yield
 
-    def _warp_mask(self, mask: torch.Tensor):
-        return self._wp.from_torch(mask.contiguous(), dtype=self._wp.bool)
-
-    def _x_position(self) -> torch.Tensor:
-        if self.task.x_body is None:
-            return self.qpos[:, 0].clone()
-        return self.xpos[:, self.task.x_body, 0].clone()
-
-    def _observe(self) -> torch.Tensor:
-        velocity = self.qvel
-        if self.task.clip_qvel is not None:
-            velocity = velocity.clamp(-self.task.clip_qvel, self.task.clip_qvel)
-        parts = [self.qpos[:, self.task.skip_qpos :], velocity]
-        if self.task.contact_weight > 0:
-            parts.append(self.cfrc_ext[:, 1:].clamp(-1.0, 1.0).flatten(1))
-        return torch.cat(parts, dim=1)
-
-    def _reset_worlds(self, mask: torch.Tensor) -> None:
-        """Restart the worlds where ``mask`` is True: MuJoCo's reset, then the task's noisy
-        initial state (gymnasium's ``reset_model``), drawn for every world and kept where masked
-        so the draw never waits on the host."""
-        if self.device.type == "cpu" and not mask.any():
-            return  # on the CPU, skip the draw and the kernel launch when no world finished
-        n, scale = self.num_envs, self.task.reset_noise
-        nq, nv = self.qpos.shape[1], self.qvel.shape[1]
-        qpos = self.init_qpos + scale * (
-            2 * torch.rand(n, nq, device=self.device, generator=self.generator) - 1
-        )
-        if self.task.qvel_noise == "normal":
-            qvel = scale * torch.randn(n, nv, device=self.device, generator=self.generator)
-        else:
-            qvel = scale * (2 * torch.rand(n, nv, device=self.device, generator=self.generator) - 1)
-        with self._on_device():
-            self._mjw.reset_data(self.model, self.data, reset=self._warp_mask(mask))
+    def _restart(self, mask: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Put the worlds where ``mask`` is True in ``state`` (qpos, qvel), as gymnasium's reset
+        does: MuJoCo's reset of their data, the state, then kinematics (its mj_forward) so body
+        positions match the state. Drawn for every world and kept where masked, so a reset never
+        waits on the host."""
+        qpos, qvel = state
         column = mask.unsqueeze(1)
-        self.qpos.copy_(torch.where(column, qpos, self.qpos))
-        self.qvel.copy_(torch.where(column, qvel, self.qvel))
-        # gymnasium's reset leaves cfrc_ext at zero (mj_resetData; mj_forward does not fill it)
+        with self._on_device():
+            self._mjw.reset_data(self.model, self.data, reset=self._wp.from_torch(mask))
+            self.qpos.copy_(torch.where(column, qpos, self.qpos))
+            self.qvel.copy_(torch.where(column, qvel, self.qvel))
+            # Kinematics of the other worlds too: their post-step body positions were read
+            # already, and their next step recomputes them first.
+            self._mjw.kinematics(self.model, self.data)
+        # After gymnasium's reset no contact force is computed yet (mj_forward leaves cfrc_ext
+        # at zero) and the v5 tasks start with no active constraint.
         self.cfrc_ext.masked_fill_(mask.view(-1, 1, 1), 0.0)
-        # after gymnasium's mj_forward, the torso's xpos is its qpos (a free joint)
-        self.x_before = torch.where(mask, self.qpos[:, 0], self.x_before)
+        self.qfrc_constraint.masked_fill_(column, 0.0)
+        progress = self.task.progress(self)
+        if progress is not None:
+            self.progress = torch.where(mask, progress, self.progress)
         self.elapsed.masked_fill_(mask, 0)
         self.running_return.masked_fill_(mask, 0.0)
 
@@ -316,8 +500,9 @@ class WarpMujocoVectorEnv(VectorEnv):
     def reset(self, seed: int | None = None) -> torch.Tensor:
         if seed is not None:
             self.generator.manual_seed(seed)
-        self._reset_worlds(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
-        return self._observe()
+        every = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._restart(every, self.task.initial_state(self, self.generator))
+        return self.task.observe(self)
 
     def step(self, action: torch.Tensor) -> StepResult:
         action = action.to(self.device, torch.float32)
@@ -327,28 +512,23 @@ class WarpMujocoVectorEnv(VectorEnv):
                 self._wp.capture_launch(self._graph)
             else:
                 self._simulate()
-        task = self.task
-        x_after = self._x_position()
-        reward = task.forward_weight * (x_after - self.x_before) / self.dt
-        reward -= task.ctrl_weight * action.square().sum(1)
-        if task.contact_weight > 0:
-            reward -= task.contact_weight * self.cfrc_ext.clamp(-1.0, 1.0).square().sum((1, 2))
-        if task.healthy is not None:
-            healthy = task.healthy(self.qpos, self.qvel)
-            reward += task.healthy_reward * healthy
-            terminated = ~healthy
-        else:
-            terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        self.x_before = x_after
+        after = self.task.progress(self)
+        reward, terminated = self.task.reward(self, action, self.progress, after)
+        if after is not None:
+            self.progress = after
         self.elapsed += 1
         self.running_return += reward
-        done = terminated | (self.elapsed >= MAX_EPISODE_STEPS)
+        done = terminated | (self.elapsed >= self._limit)
         episode_return = self.running_return * done
         episode_length = self.elapsed * done
-        next_obs = self._observe()
-        self._reset_worlds(done)
+        next_obs = self.task.observe(self)
+        obs = next_obs
+        # On the CPU only when a world finished (no device to keep busy); on CUDA always.
+        if self._graph is not None or done.any():
+            self._restart(done, self.task.initial_state(self, self.generator))
+            obs = torch.where(done.unsqueeze(1), self.task.observe(self), next_obs)
         return StepResult(
-            obs=self._observe(),
+            obs=obs,
             next_obs=next_obs,
             reward=reward,
             terminated=terminated,
@@ -359,31 +539,27 @@ class WarpMujocoVectorEnv(VectorEnv):
         )
 
     def set_state(self, qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
-        """Put every world in the given state (N, nq), (N, nv), as gymnasium's ``set_state``
-        after a reset; returns the observations. For comparisons with the CPU simulator."""
-        self._reset_worlds(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
-        self.qpos.copy_(qpos)
-        self.qvel.copy_(qvel)
-        self.x_before = self.qpos[:, 0].clone()
-        return self._observe()
+        """Restart every world in the given state (N, nq), (N, nv), like gymnasium's
+        ``set_state`` after a reset; returns the observations. For comparisons with CPU MuJoCo."""
+        every = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._restart(every, (qpos.to(self.device), qvel.to(self.device)))
+        return self.task.observe(self)
 
     def state_dict(self) -> dict:
         return {
             "qpos": self.qpos.clone(),
             "qvel": self.qvel.clone(),
             "qacc_warmstart": self._wp.to_torch(self.data.qacc_warmstart).clone(),
-            "x_before": self.x_before.clone(),
+            "progress": self.progress.clone(),
             "elapsed": self.elapsed.clone(),
             "running_return": self.running_return.clone(),
             "generator": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self._reset_worlds(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
-        self.qpos.copy_(state["qpos"])
-        self.qvel.copy_(state["qvel"])
+        self.set_state(state["qpos"], state["qvel"])
         self._wp.to_torch(self.data.qacc_warmstart).copy_(state["qacc_warmstart"])
-        self.x_before = state["x_before"].to(self.device, copy=True)
+        self.progress = state["progress"].to(self.device, copy=True)
         self.elapsed = state["elapsed"].to(self.device, copy=True)
         self.running_return = state["running_return"].to(self.device, copy=True)
         self.generator.set_state(state["generator"].cpu())
