@@ -70,3 +70,19 @@ def test_pixels_render_headless():
 def test_unknown_task_lists_close_matches():
     with pytest.raises(UserError, match="Did you mean: walker-walk"):
         make_suite_env("dmc", 1, task="walker-wlk")
+
+
+def test_every_task_builds_resets_and_steps():
+    from deeprl.envs.suites.dmc import task_names
+
+    names = task_names()
+    assert len(names) == 51 and "quadruped-run" in names  # quadruped needs numpy's in1d shim
+    for name in names:
+        env = make_suite_env("dmc", 1, task=name)
+        try:
+            obs = env.reset(seed=0)
+            result = env.step(env.sample_actions(torch.Generator().manual_seed(0)))
+            assert obs.shape == (1, *env.spec.observation_space.shape), name
+            assert torch.isfinite(result.reward).all(), name
+        finally:
+            env.close()

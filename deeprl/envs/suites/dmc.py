@@ -21,6 +21,16 @@ from deeprl.errors import UserError, close_matches
 
 setup_headless_gl()
 
+
+def _in1d(ar1, ar2, assume_unique: bool = False, invert: bool = False) -> np.ndarray:
+    """numpy's ``in1d``, which numpy 2.4 removed: ``isin`` flattened, as numpy documents."""
+    return np.isin(ar1, ar2, assume_unique=assume_unique, invert=invert).ravel()
+
+
+if not hasattr(np, "in1d"):  # dm-control 1.0.28's quadruped still calls it
+    np.in1d = _in1d  # noqa: NPY201
+
+
 #: gymnasium id under which :class:`DMCEnv` is registered (task options go to ``gymnasium.make``).
 GYM_ID = "deeprl/DMC-v0"
 
