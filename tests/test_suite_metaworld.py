@@ -64,6 +64,19 @@ def test_unknown_task_and_benchmark():
         make_suite_env("metaworld", 1, task="reach-v3", benchmark="MT2")
 
 
+def test_every_benchmark_lists_its_tasks():
+    sizes = {"MT10": 10, "MT25": 25, "MT50": 50, "ML10": 10, "ML25": 25, "ML45": 45}
+    for benchmark, size in sizes.items():
+        tasks = benchmark_task_names(benchmark)
+        assert len(tasks) == len(set(tasks)) == size
+        if benchmark.startswith("ML"):
+            held_out = benchmark_task_names(benchmark, "test")
+            # metaworld 3.1.1 lists basketball-v3 in both of ML25's splits (docs/envs.md)
+            shared = {"basketball-v3"} if benchmark == "ML25" else set()
+            assert len(held_out) == 5 and set(held_out) & set(tasks) == shared
+    assert benchmark_task_names("MT25")[:2] == ["reach-v3", "push-v3"]  # metaworld's order
+
+
 def test_mt10_one_hot_task_per_copy():
     env = make_suite_env("metaworld", 10, benchmark="MT10")
     try:

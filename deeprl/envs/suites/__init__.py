@@ -98,8 +98,8 @@ SUITES: dict[str, Suite] = {
     "metaworld": Suite(
         make="deeprl.envs.suites.metaworld:make_metaworld",
         paper="Yu et al. 2019 (Meta-World)",
-        protocol="MT1/MT10/MT50 (one-hot task ids), ML1/ML10 (split train|test), 500-step "
-        "episodes, info['success'] = episode success",
+        protocol="MT1/MT10/MT25/MT50 (one-hot task ids), ML1/ML10/ML25/ML45 (split train|test), "
+        "500-step episodes, info['success'] = episode success",
         extra="metaworld",
         modules=("metaworld",),
         names="deeprl.envs.suites.metaworld:task_names",

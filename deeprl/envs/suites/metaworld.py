@@ -11,16 +11,16 @@ episode gets. Goals and per-copy envs come from metaworld's own benchmark classe
 
 - MT1: one task (e.g. ``reach-v3``) with its 50 training goals; each episode samples one of them
   (the goal is part of the 39-d observation).
-- MT10 / MT50: 10 / 50 tasks, 50 goals each, goal observed; a one-hot task id (in
-  :func:`benchmark_task_names` order) is appended to the observation, (39 + 10) / (39 + 50).
+- MT10 / MT25 / MT50: 10 / 25 / 50 tasks, 50 goals each, goal observed; a one-hot task id (in
+  :func:`benchmark_task_names` order) is appended to the observation, (39 + number of tasks).
   Copy ``i`` runs task ``i % num_tasks`` (round-robin), so ``num_envs`` must be a multiple of the
   number of tasks.
-- ML1 / ML10: meta-learning splits; ``split="train"`` uses the training tasks (ML1: 50 goals of
-  one task; ML10: 10 tasks), ``split="test"`` the held-out ones (ML1: 50 other goals of the same
-  task; ML10: 5 other tasks). The goal is hidden (zeros in the 39-d observation) and there is no
-  task id. Copies are assigned tasks round-robin as for MT. Each episode samples a goal of its
-  copy's task; the meta-RL adaptation protocol (several episodes on one goal, then evaluation on
-  the test split) is left to the algorithm.
+- ML1 / ML10 / ML25 / ML45: meta-learning splits; ``split="train"`` uses the training tasks
+  (ML1: 50 goals of one task; ML10/ML25/ML45: 10/25/45 tasks), ``split="test"`` the held-out ones
+  (ML1: 50 other goals of the same task; the others: 5 other tasks). The goal is hidden (zeros
+  in the 39-d observation) and there is no task id. Copies are assigned tasks round-robin as for
+  MT. Each episode samples a goal of its copy's task; the meta-RL adaptation protocol (several
+  episodes on one goal, then evaluation on the test split) is left to the algorithm.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from deeprl.errors import UserError, close_matches
 setup_headless_gl()
 
 #: Benchmarks :func:`make_metaworld` builds.
-BENCHMARKS: tuple[str, ...] = ("MT1", "MT10", "MT50", "ML1", "ML10")
+BENCHMARKS: tuple[str, ...] = ("MT1", "MT10", "MT25", "MT50", "ML1", "ML10", "ML25", "ML45")
 #: Task splits of the ML benchmarks (MT benchmarks have only training tasks).
 SPLITS: tuple[str, ...] = ("train", "test")
 #: Steps per episode (metaworld's ``max_path_length``).
@@ -111,10 +111,8 @@ def benchmark_task_names(benchmark: str, split: str = "train", task: str = "reac
         return [task]
     from metaworld import env_dict
 
-    classes = {"MT10": env_dict.MT10_V3, "MT50": env_dict.MT50_V3}.get(benchmark)
-    if classes is None:  # ML10
-        classes = env_dict.ML10_V3[split]
-    return list(classes)
+    classes = getattr(env_dict, f"{benchmark}_V3")  # e.g. MT10_V3; ML ones split train/test
+    return list(classes[split] if benchmark.startswith("ML") else classes)
 
 
 def _make_copy(
@@ -191,20 +189,21 @@ def make_metaworld(
 
     Args:
         num_envs: parallel copies. MT1/ML1: any number, each samples goals of ``task``
-            independently; MT10/MT50/ML10: a multiple of the number of tasks, assigned
+            independently; the others: a multiple of the number of tasks, assigned
             round-robin (:func:`benchmark_task_names`).
         device: where tensors go.
         task: Meta-World v3 task name of MT1/ML1, e.g. ``"reach-v3"``, ``"pick-place-v3"``
-            (ignored by MT10/MT50/ML10).
-        benchmark: ``"MT1"``, ``"MT10"``, ``"MT50"``, ``"ML1"`` or ``"ML10"``.
-        split: ``"train"`` or ``"test"`` tasks of ML1/ML10 (MT benchmarks: ``"train"``).
+            (ignored by the other benchmarks).
+        benchmark: one of :data:`BENCHMARKS`: ``"MT1"``, ``"MT10"``, ``"MT25"``, ``"MT50"``,
+            ``"ML1"``, ``"ML10"``, ``"ML25"`` or ``"ML45"``.
+        split: ``"train"`` or ``"test"`` tasks of the ML benchmarks (MT ones: ``"train"``).
         vectorization: ``"sync"`` or ``"async"``.
         goal_seed: metaworld's benchmark seed, fixing the 50 goals of each task.
         render: render (size, size) frames of copy 0 for eval videos.
         size: rendered frame side.
 
     Returns:
-        A :class:`VectorEnv`: observations (N, 39) float32 (MT10/MT50: (N, 39 + num_tasks), the
+        A :class:`VectorEnv`: observations (N, 39) float32 (MT10/25/50: (N, 39 + num_tasks), the
         one-hot task id last), actions (N, 4) in [-1, 1], ``info["success"]`` (N,) float.
 
     Raises:
