@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ from deeprl.envs.spec import Box, EnvSpec
 from deeprl.errors import UserError
 
 
-class WarpTask:
+class WarpTask(ABC):
     """A gymnasium v5 task: its model file and how it reads the simulator.
 
     Subclasses implement the task's initial state, observation and reward over the batched torch
@@ -60,20 +61,21 @@ class WarpTask:
     #: whether the task reads the external contact forces (then computed after each step).
     uses_contact_forces: bool = False
 
+    @abstractmethod
     def initial_state(
         self, env: WarpMujocoVectorEnv, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Initial (qpos (N, nq), qvel (N, nv)) of every world (gymnasium's ``reset_model``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def observe(self, env: WarpMujocoVectorEnv) -> torch.Tensor:
         """Observations (N, obs_dim)."""
-        raise NotImplementedError
 
     def progress(self, env: WarpMujocoVectorEnv) -> torch.Tensor | None:
         """Position (N,) whose change per ``dt`` is rewarded; None for tasks without one."""
         return None
 
+    @abstractmethod
     def reward(
         self,
         env: WarpMujocoVectorEnv,
@@ -83,7 +85,6 @@ class WarpTask:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(reward (N,), terminated (N,) bool) of the step from ``before`` to ``after``
         (:meth:`progress` before and after it)."""
-        raise NotImplementedError
 
 
 def _uniform(env: WarpMujocoVectorEnv, generator, size: int, low: float, high: float):
