@@ -112,6 +112,7 @@ class DQN(Agent):
 
     Config = DQNConfig
     name = "dqn"
+    counters = ("env_steps", "grad_steps")
 
     def __init__(
         self,
@@ -133,8 +134,8 @@ class DQN(Agent):
         self.q_network = self._make_q_network()
         self.target_network = self._make_q_network()
         self.target_network.load_state_dict(self.q_network.state_dict())
-        self.register_buffer("env_steps", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("grad_steps", torch.zeros((), dtype=torch.int64))
+        self.env_steps = 0
+        self.grad_steps = 0
         self.to(self.device)
         self.optimizers["q"] = torch.optim.Adam(
             self.q_network.parameters(), lr=cfg.lr, fused=True
@@ -182,7 +183,7 @@ class DQN(Agent):
         if deterministic:
             return greedy, {}
         n = obs.shape[0]
-        epsilon = self.epsilon(int(self.env_steps))
+        epsilon = self.epsilon(self.env_steps)
         explore = torch.rand(n, device=obs.device) < epsilon
         random_action = torch.randint(self.spec.action_space.n, (n,), device=obs.device)
         return torch.where(explore, random_action, greedy), {}
@@ -198,15 +199,14 @@ class DQN(Agent):
 
     def update(self, buffer: ReplayBuffer, step: int) -> dict[str, float | torch.Tensor] | None:
         cfg = self.config
-        previous = int(self.env_steps)
-        self.env_steps.fill_(step)
+        previous, self.env_steps = self.env_steps, step
         if step <= cfg.learning_starts or len(buffer) < cfg.batch_size:
             return None
         if isinstance(buffer, PrioritizedReplayBuffer):
             buffer.beta = linear_schedule(cfg.beta, 1.0, self.total_steps, step)
         due = (step - cfg.learning_starts) // cfg.train_frequency
         metrics: dict[str, torch.Tensor] = {}
-        for _ in range(due - int(self.grad_steps)):
+        for _ in range(due - self.grad_steps):
             metrics = self.gradient_step(buffer)
         if step // cfg.target_network_frequency > previous // cfg.target_network_frequency:
             polyak_update(self.target_network, self.q_network, cfg.tau)

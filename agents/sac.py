@@ -125,6 +125,7 @@ class SAC(Agent):
 
     Config = SACConfig
     name = "sac"
+    counters = ("env_steps", "grad_steps")
 
     def __init__(
         self,
@@ -156,8 +157,8 @@ class SAC(Agent):
         self.register_buffer("action_bias", ((high + low) / 2).flatten())
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha)))
         self.target_entropy = -float(act_dim)
-        self.register_buffer("env_steps", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("grad_steps", torch.zeros((), dtype=torch.int64))
+        self.env_steps = 0
+        self.grad_steps = 0
         self.to(self.device)
         q_params = [*self.qf1.parameters(), *self.qf2.parameters()]
         self.optimizers["q"] = torch.optim.Adam(q_params, lr=cfg.q_lr, fused=True)
@@ -182,11 +183,10 @@ class SAC(Agent):
         if deterministic:
             action = mean_action
         else:
-            # Uniform random actions until learning starts (CleanRL), without a host sync.
+            # Uniform random actions until learning starts (CleanRL).
             uniform = torch.rand_like(sampled) * 2 - 1
             random_action = uniform * self.action_scale + self.action_bias
-            warmup = self.env_steps < self.config.learning_starts
-            action = torch.where(warmup, random_action, sampled)
+            action = random_action if self.env_steps < self.config.learning_starts else sampled
         return action.view(-1, *self.spec.action_space.shape), {}
 
     # ---- learning -----------------------------------------------------------------------------
@@ -200,12 +200,12 @@ class SAC(Agent):
 
     def update(self, buffer: ReplayBuffer, step: int) -> dict[str, torch.Tensor] | None:
         cfg = self.config
-        self.env_steps.fill_(step)
+        self.env_steps = step
         due = int(max(0, step - cfg.learning_starts) * cfg.utd_ratio)
-        if due <= int(self.grad_steps) or len(buffer) < cfg.batch_size:
+        if due <= self.grad_steps or len(buffer) < cfg.batch_size:
             return None
         metrics: dict[str, torch.Tensor] = {}
-        for _ in range(due - int(self.grad_steps)):
+        for _ in range(due - self.grad_steps):
             metrics.update(self.gradient_step(buffer))
         return metrics
 
@@ -237,7 +237,7 @@ class SAC(Agent):
             "alpha": self.alpha,
         }
 
-        if int(self.grad_steps) % cfg.policy_frequency == 0:
+        if self.grad_steps % cfg.policy_frequency == 0:
             for _ in range(cfg.policy_frequency):
                 action, log_prob, _ = self.policy(obs)
                 q1 = self.head.value(self.qf1(obs, action))
@@ -253,7 +253,7 @@ class SAC(Agent):
                     alpha_loss.backward()
                     self.optimizers["alpha"].step()
                     stats["alpha_loss"] = alpha_loss.detach()
-        if int(self.grad_steps) % cfg.target_network_frequency == 0:
+        if self.grad_steps % cfg.target_network_frequency == 0:
             polyak_update(self.qf1_target, self.qf1, cfg.tau)
             polyak_update(self.qf2_target, self.qf2, cfg.tau)
         return stats

@@ -27,11 +27,15 @@ class Agent(nn.Module, ABC):
 
     Subclasses set ``Config`` (a dataclass) and register optimizers in ``self.optimizers`` so that
     checkpoints capture them. Everything else that must survive a resume is a module parameter or
-    buffer (``register_buffer``), so ``state_dict`` holds it.
+    buffer (``register_buffer``), so ``state_dict`` holds it, or a Python-int progress counter
+    named in ``counters`` (env steps, gradient steps): schedules read those on the host, with no
+    wait on the device that a tensor counter would cost.
     """
 
     Config: ClassVar[type]
     name: ClassVar[str]
+    #: attributes holding Python-int counters that checkpoints save and restore.
+    counters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: EnvSpec, num_envs: int, device: torch.device | str = "cpu") -> None:
         super().__init__()
@@ -62,16 +66,19 @@ class Agent(nn.Module, ABC):
         that runs every env step never waits on the device."""
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """Weights, normalizers and optimizer states, as tensors and plain containers."""
+        """Weights, normalizers, optimizer states and counters, as tensors and plain containers."""
         return {
             "modules": self.state_dict(),
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "counters": {name: getattr(self, name) for name in self.counters},
         }
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         self.load_state_dict(state["modules"])
         for k, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
+        for name in self.counters:
+            setattr(self, name, int(state["counters"][name]))
 
 
 def agent_registry() -> dict[str, type[Agent]]:
