@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -459,9 +460,16 @@ class WarpMujocoVectorEnv(VectorEnv):
             # Captured on Warp's own stream (torch's default stream is CUDA's legacy stream,
             # which cannot capture) and replayed on torch's stream in step().
             wp.synchronize_device(self.warp_device)
-            with wp.ScopedDevice(self.warp_device), wp.ScopedCapture() as capture:
-                self._simulate()
-            self._graph = capture.graph
+            try:
+                with wp.ScopedDevice(self.warp_device), wp.ScopedCapture() as capture:
+                    self._simulate()
+                self._graph = capture.graph
+            except RuntimeError as e:  # e.g. a driver too old for MJWarp's conditional nodes
+                warnings.warn(
+                    f"MuJoCo Warp: CUDA graph capture failed ({e}); stepping without a graph "
+                    f"(slower)",
+                    stacklevel=3,
+                )
 
     @contextlib.contextmanager
     def _on_device(self) -> Iterator[None]:
