@@ -496,7 +496,8 @@ class WarpMujocoVectorEnv(VectorEnv):
             # already, and their next step recomputes them first.
             self._mjw.kinematics(self.model, self.data)
         # After gymnasium's reset no contact force is computed yet (mj_forward leaves cfrc_ext
-        # at zero) and the v5 tasks start with no active constraint.
+        # at zero), and InvertedDoublePendulum, the one task observing qfrc_constraint, starts
+        # with no constraint active.
         self.cfrc_ext.masked_fill_(mask.view(-1, 1, 1), 0.0)
         self.qfrc_constraint.masked_fill_(column, 0.0)
         progress = self.task.progress(self)
