@@ -3,7 +3,8 @@
 For each suite one representative task (Atari Pong under the Machado protocol, MuJoCo
 HalfCheetah-v5, DeepMind Control walker-walk with action_repeat 1, Meta-World MT1 reach-v3) is
 stepped with uniformly random actions through deeprl's VectorEnv (torch tensors in and out), by
-gymnasium's SyncVectorEnv ("sync"), AsyncVectorEnv ("async", one process per copy), EnvPool and,
+gymnasium's SyncVectorEnv ("sync"), AsyncVectorEnv ("async", one process per copy), deeprl's
+pooled async with 2 worker processes ("async2", env.workers=2), EnvPool and,
 for MuJoCo on a GPU, MuJoCo Warp ("warp": run it with --device cuda in the warp extra's
 environment, docs/envs.md).
 Reported: env-steps/s = agent steps x num_envs / wall time, after a warm-up (construction
@@ -33,7 +34,7 @@ TASKS: dict[str, dict] = {
     "dmc": {"task": "walker-walk", "action_repeat": 1},
     "metaworld": {"task": "reach-v3"},
 }
-BACKENDS = ("sync", "async", "envpool", "warp")
+BACKENDS = ("sync", "async", "async2", "envpool", "warp")
 
 
 def steps_per_second(
@@ -47,7 +48,12 @@ def steps_per_second(
 
             env = WarpMujocoVectorEnv(TASKS[suite]["task"], num_envs, "cpu", allow_cpu=True)
         else:
-            env = make_suite_env(suite, num_envs, device, vectorization=backend, **TASKS[suite])
+            workers = {"async2": 2}.get(backend)
+            vectorization = "async" if workers else backend
+            env = make_suite_env(
+                suite, num_envs, device, vectorization=vectorization, workers=workers,
+                **TASKS[suite],
+            )  # fmt: skip
     except UserError:
         return None
     try:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_rollout
 from deeprl.envs import make_env
 from deeprl.envs.gym_env import GymVectorEnv
 from deeprl.envs.spec import Box, Discrete
@@ -133,6 +134,47 @@ def test_async_two_envs(envs):
         result, expected = env.step(action), sync.step(action)
         assert torch.equal(result.next_obs, expected.next_obs)
         assert torch.equal(result.reward, expected.reward)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_async_workers_match_sync(envs, env_id):
+    # 5 copies over 2 worker processes (groups of 3 and 2): the same steps, resets and
+    # episode statistics as stepping them in this process.
+    pooled = envs(env_id, 5, vectorization="async", workers=2, wrappers=[_SuccessInfo])
+    sync = envs(env_id, 5, vectorization="sync", wrappers=[_SuccessInfo])
+    assert pooled.spec == sync.spec and pooled.spec.metadata["workers"] == 2
+    obs, results = random_rollout(pooled, seed=3, steps=250)
+    expected_obs, expected = random_rollout(sync, seed=3, steps=250)
+    assert torch.equal(obs, expected_obs)
+    for got, want in zip(results, expected, strict=True):
+        for field in ("next_obs", "reward", "terminated", "truncated", "episode_return"):
+            assert torch.equal(getattr(got, field), getattr(want, field)), field
+        assert torch.equal(got.info["success"], want.info["success"])
+    assert sum(int(r.done.sum()) for r in results) >= 5
+
+
+class _FailingStep(gym.Wrapper):
+    def step(self, action):
+        raise ValueError("simulator exploded")
+
+
+def test_async_worker_errors_reach_the_caller(envs):
+    env = envs("CartPole-v1", 2, vectorization="async", workers=1, wrappers=[_FailingStep])
+    with pytest.raises(RuntimeError, match="(?s)env worker 0 failed.*simulator exploded"):
+        env.step(torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"vectorization": "sync", "workers": 2}, "need env.vectorization=async"),
+        ({"vectorization": "async", "workers": 0}, r"1 <= workers <= num_envs \(3\)"),
+        ({"vectorization": "async", "workers": 4}, r"1 <= workers <= num_envs \(3\)"),
+    ],
+)
+def test_bad_worker_counts(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        GymVectorEnv("CartPole-v1", 3, **kwargs)
 
 
 def test_uint8_observations_and_wrappers(envs):

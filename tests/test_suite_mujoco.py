@@ -42,6 +42,22 @@ def test_hopper_terminates_when_unhealthy():
         env.close()
 
 
+def test_hopper_over_two_async_workers_matches_sync():
+    sync = make_suite_env("mujoco", 3, task="Hopper-v5")
+    pooled = make_suite_env("mujoco", 3, task="Hopper-v5", vectorization="async", workers=2)
+    try:
+        a, expected = random_rollout(sync, seed=2, steps=150)
+        b, results = random_rollout(pooled, seed=2, steps=150)
+        assert torch.equal(a, b)
+        assert any(r.terminated.any() for r in results)
+        for got, want in zip(results, expected, strict=True):
+            assert torch.equal(got.next_obs, want.next_obs)
+            assert torch.equal(got.terminated, want.terminated)
+    finally:
+        sync.close()
+        pooled.close()
+
+
 def test_pixels_render_headless():
     env = make_suite_env("mujoco", 1, task="HalfCheetah-v5", pixels=True, size=32)
     try:

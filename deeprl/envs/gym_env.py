@@ -1,15 +1,17 @@
 """Any gymnasium environment as a :class:`VectorEnv`, through gymnasium's own vector envs.
 
-gymnasium steps the copies in this process (``"sync"``) or in one subprocess each (``"async"``),
-with same-step autoreset: when copy ``i`` finishes, gymnasium resets it at once and reports the
-last observation of the finished episode in ``info["final_obs"]``. That maps directly onto
-:class:`StepResult` (``obs`` the reset observation, ``next_obs`` the final one).
+gymnasium steps the copies in this process (``"sync"``) or in one subprocess each (``"async"``;
+with ``workers``, :class:`~deeprl.envs.pool.PooledAsyncVectorEnv` spreads them over that many
+subprocesses instead), with same-step autoreset: when copy ``i`` finishes, it is reset at once
+and the last observation of the finished episode is reported in ``info["final_obs"]``. That maps
+directly onto :class:`StepResult` (``obs`` the reset observation, ``next_obs`` the final one).
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import gymnasium
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from deeprl.envs.base import EpisodeTally, StepResult, VectorEnv
+from deeprl.envs.pool import PooledAsyncVectorEnv
 from deeprl.envs.spec import Box, Discrete, EnvSpec, Space
 from deeprl.errors import UserError, close_matches
 
@@ -109,7 +112,9 @@ class GymVectorEnv(VectorEnv):
             that registers it.
         num_envs: number of copies.
         device: where observations, rewards and flags are put.
-        vectorization: ``"sync"`` (one process) or ``"async"`` (a subprocess per copy).
+        vectorization: ``"sync"`` (one process) or ``"async"`` (subprocesses).
+        workers: with ``"async"``, the number of subprocesses the copies are split over
+            (contiguous groups); None: one per copy (gymnasium's ``AsyncVectorEnv``).
         seed: seeds the reset made at construction (copy ``i`` gets ``seed + i``).
         make_kwargs: keyword arguments of ``gymnasium.make`` (e.g. ``max_episode_steps``).
         wrappers: functions applied to each single env, innermost first.
@@ -129,14 +134,25 @@ class GymVectorEnv(VectorEnv):
         make_kwargs: dict[str, Any] | None = None,
         wrappers: Sequence[Callable[[gymnasium.Env], gymnasium.Env]] | None = None,
         env_fns: Sequence[Callable[[], gymnasium.Env]] | None = None,
+        workers: int | None = None,
     ) -> None:
         if vectorization not in ("sync", "async"):
             raise UserError(f"unknown vectorization {vectorization!r}; choose 'sync' or 'async'")
         if num_envs < 1:
             raise UserError(f"num_envs must be >= 1, got {num_envs}")
+        if workers is not None and (vectorization != "async" or not 1 <= workers <= num_envs):
+            raise UserError(
+                f"workers={workers}: worker processes need env.vectorization=async and "
+                f"1 <= workers <= num_envs ({num_envs}); use workers=null for one per copy"
+            )
         make_kwargs = dict(make_kwargs or {})
         autoreset = gymnasium.vector.AutoresetMode.SAME_STEP
-        if env_fns is None:
+        if env_fns is None and workers is not None:
+            gym_spec = find_gym_spec(env_id)
+            spec_id, max_episode_steps = gym_spec.id, gym_spec.max_episode_steps
+            make = _Wrapped(partial(gymnasium.make, env_id, **make_kwargs), tuple(wrappers or ()))
+            self.env = PooledAsyncVectorEnv([make] * num_envs, workers)
+        elif env_fns is None:
             gym_spec = find_gym_spec(env_id)
             spec_id, max_episode_steps = gym_spec.id, gym_spec.max_episode_steps
             self.env = gymnasium.make_vec(
@@ -160,11 +176,14 @@ class GymVectorEnv(VectorEnv):
                 )
             spec_id, max_episode_steps = env_id, None
             fns = [_Wrapped(fn, tuple(wrappers or ())) if wrappers else fn for fn in env_fns]
-            vector_cls = {
-                "sync": gymnasium.vector.SyncVectorEnv,
-                "async": gymnasium.vector.AsyncVectorEnv,
-            }[vectorization]
-            self.env = vector_cls(fns, autoreset_mode=autoreset)
+            if workers is not None:
+                self.env = PooledAsyncVectorEnv(fns, workers)
+            else:
+                vector_cls = {
+                    "sync": gymnasium.vector.SyncVectorEnv,
+                    "async": gymnasium.vector.AsyncVectorEnv,
+                }[vectorization]
+                self.env = vector_cls(fns, autoreset_mode=autoreset)
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.spec = EnvSpec(
@@ -172,7 +191,7 @@ class GymVectorEnv(VectorEnv):
             observation_space=_observation_space(self.env.single_observation_space, env_id),
             action_space=_action_space(self.env.single_action_space, env_id),
             max_episode_steps=make_kwargs.get("max_episode_steps", max_episode_steps),
-            metadata={"backend": "gym", "vectorization": vectorization},
+            metadata={"backend": "gym", "vectorization": vectorization, "workers": workers},
         )
         self._obs_dtype = (
             np.uint8 if self.spec.observation_space.dtype == torch.uint8 else np.float32

@@ -146,6 +146,7 @@ def gym_suite_env(
     make_kwargs: dict[str, Any] | None = None,
     wrappers: Sequence[Callable[[gymnasium.Env], gymnasium.Env]] = (),
     env_fns: Sequence[Callable[[], gymnasium.Env]] | None = None,
+    workers: int | None = None,
 ) -> VectorEnv:
     """``gym_id`` through :class:`GymVectorEnv`, its spec renamed ``name`` with suite metadata.
 
@@ -158,6 +159,7 @@ def gym_suite_env(
         make_kwargs: keyword arguments of ``gymnasium.make`` for every copy.
         wrappers: applied to each copy, innermost first (picklable for ``"async"``).
         env_fns: one factory per copy, for copies that differ (see :class:`GymVectorEnv`).
+        workers: ``"async"`` worker processes (None: one per copy; see :class:`GymVectorEnv`).
     """
     from deeprl.envs.gym_env import GymVectorEnv
 
@@ -171,7 +173,7 @@ def gym_suite_env(
         raise UserError(f"{backend} has no {name}; use env.vectorization=sync or async")
     env = GymVectorEnv(
         gym_id, num_envs, device, vectorization=vectorization, make_kwargs=make_kwargs,
-        wrappers=wrappers, env_fns=env_fns,
+        wrappers=wrappers, env_fns=env_fns, workers=workers,
     )  # fmt: skip
     env.spec = dataclasses.replace(
         env.spec,

@@ -154,6 +154,7 @@ def make_atari(
     game: str = "Pong",
     protocol: str = "machado",
     vectorization: str = "sync",
+    workers: int | None = None,
     sticky_actions: float | None = None,
     noop_max: int | None = None,
     frame_skip: int | None = None,
@@ -172,6 +173,8 @@ def make_atari(
         game: ALE game name, e.g. ``"Pong"`` (see :func:`game_names`).
         protocol: ``"machado"`` or ``"atari100k"``.
         vectorization: ``"sync"``, ``"async"`` (a process per copy) or ``"envpool"``.
+        workers: with ``vectorization="async"``, worker processes the copies are split over
+            (None: one process per copy).
         sticky_actions: probability of repeating the previous action at each emulator frame.
         noop_max: the episode starts with 0..noop_max random no-op steps (0: none).
         frame_skip: emulator frames per agent step (reward summed, max over the last two frames).
@@ -234,4 +237,5 @@ def make_atari(
         f"ALE/{game}-v5", num_envs, device, vectorization, name=f"atari/{game}",
         max_episode_steps=max_steps, metadata=metadata, make_kwargs=make_kwargs,
         wrappers=wrappers,
+        workers=workers,
     )  # fmt: skip

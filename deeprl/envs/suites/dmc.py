@@ -136,6 +136,7 @@ def make_dmc(
     device: torch.device | str = "cpu",
     task: str = "walker-walk",
     vectorization: str = "sync",
+    workers: int | None = None,
     action_repeat: int = 1,
     pixels: bool = False,
     size: int = 64,
@@ -149,6 +150,8 @@ def make_dmc(
         device: where tensors go.
         task: ``"domain-task"``, e.g. ``"walker-walk"``, ``"cheetah-run"``.
         vectorization: ``"sync"``, ``"async"`` or ``"envpool"`` (state, action_repeat=1 only).
+        workers: with ``vectorization="async"``, worker processes the copies are split over
+            (None: one process per copy).
         action_repeat: simulator steps per agent step (rewards summed).
         pixels: observe (3, size, size) uint8 frames instead of the state.
         size: frame side for ``pixels`` and ``render``.
@@ -184,4 +187,5 @@ def make_dmc(
         make_kwargs={"task": task, "action_repeat": action_repeat, "pixels": pixels,
                      "size": size, "camera": camera,
                      "render_mode": "rgb_array" if render else None},
+        workers=workers,
     )  # fmt: skip

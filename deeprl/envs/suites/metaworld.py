@@ -181,6 +181,7 @@ def make_metaworld(
     benchmark: str = "MT1",
     split: str = "train",
     vectorization: str = "sync",
+    workers: int | None = None,
     goal_seed: int = 0,
     render: bool = False,
     size: int = 64,
@@ -198,6 +199,8 @@ def make_metaworld(
             ``"ML1"``, ``"ML10"``, ``"ML25"`` or ``"ML45"``.
         split: ``"train"`` or ``"test"`` tasks of the ML benchmarks (MT ones: ``"train"``).
         vectorization: ``"sync"`` or ``"async"``.
+        workers: with ``vectorization="async"``, worker processes the copies are split over
+            (None: one process per copy).
         goal_seed: metaworld's benchmark seed, fixing the 50 goals of each task.
         render: render (size, size) frames of copy 0 for eval videos.
         size: rendered frame side.
@@ -231,12 +234,15 @@ def make_metaworld(
             name=f"metaworld/{benchmark}/{task}", max_episode_steps=MAX_EPISODE_STEPS,
             metadata={**metadata, "task": task},
             make_kwargs=make_kwargs | render_kwargs, wrappers=[EpisodeSuccess],
+            workers=workers,
         )  # fmt: skip
     label = benchmark if benchmark.startswith("MT") else f"{benchmark}-{split}"
     name = f"metaworld/{label}" + (f"/{task}" if benchmark == "ML1" else "")
     if vectorization not in ("sync", "async"):
         # gym_suite_env raises its error (unknown, or no EnvPool) before the goals are sampled.
-        return gym_suite_env(label, num_envs, device, vectorization, name, None, metadata)
+        return gym_suite_env(
+            label, num_envs, device, vectorization, name, None, metadata, workers=workers
+        )
     env_fns, copy_names = _benchmark_env_fns(
         benchmark, task, split, num_envs, goal_seed, render_kwargs
     )
@@ -246,4 +252,5 @@ def make_metaworld(
     return gym_suite_env(
         f"Meta-World/{label}", num_envs, device, vectorization, name=name,
         max_episode_steps=MAX_EPISODE_STEPS, metadata=metadata, env_fns=env_fns,
+        workers=workers,
     )  # fmt: skip

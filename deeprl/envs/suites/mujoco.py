@@ -49,6 +49,7 @@ def make_mujoco(
     device: torch.device | str = "cpu",
     task: str = "HalfCheetah-v5",
     vectorization: str = "sync",
+    workers: int | None = None,
     pixels: bool = False,
     size: int = 64,
     render: bool = False,
@@ -62,6 +63,8 @@ def make_mujoco(
         task: one of :data:`TASKS`, e.g. ``"HalfCheetah-v5"``.
         vectorization: ``"sync"``, ``"async"``, ``"envpool"`` or ``"warp"`` (GPU; the last two
             state observations only).
+        workers: with ``vectorization="async"``, worker processes the copies are split over
+            (None: one process per copy).
         pixels: observe rendered frames (3, size, size) uint8 instead of the state.
         size: rendered frame side, for ``pixels`` and ``render``.
         render: render RGB frames of copy 0 for eval videos (state observations kept).
@@ -105,4 +108,5 @@ def make_mujoco(
         task, num_envs, device, vectorization, name=f"mujoco/{task}",
         max_episode_steps=gymnasium.spec(task).max_episode_steps, metadata=metadata,
         make_kwargs=make_kwargs, wrappers=[PixelObservation] if pixels else [],
+        workers=workers,
     )  # fmt: skip
