@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from functools import partial
 
 import gymnasium as gym
@@ -156,6 +158,15 @@ def test_async_workers_match_sync(envs, env_id):
 class _FailingStep(gym.Wrapper):
     def step(self, action):
         raise ValueError("simulator exploded")
+
+
+def test_async_workers_outlive_ctrl_c(envs):
+    # The trainer answers SIGINT with a checkpoint, stepping and closing the env afterwards.
+    env = envs("CartPole-v1", 4, vectorization="async", workers=2)
+    for process in env.env._processes:
+        os.kill(process.pid, signal.SIGINT)
+    result = env.step(torch.zeros(4, dtype=torch.long))
+    assert result.obs.shape == (4, 4)
 
 
 def test_async_worker_errors_reach_the_caller(envs):

@@ -11,6 +11,7 @@ for finished copies), so it drops in wherever gymnasium's vector envs do.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +23,9 @@ from gymnasium.vector.utils import batch_space
 
 def _serve(connection, env_fns: Sequence[Callable[[], gymnasium.Env]]) -> None:
     """Worker loop: build the group's envs, then answer ``reset``/``step``/``spaces``/``close``."""
+    # Ctrl-C reaches the whole process group: the main process turns it into a checkpoint and a
+    # clean stop, which needs the workers alive until it closes them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     envs = []
     try:
         envs = [fn() for fn in env_fns]
@@ -46,8 +50,8 @@ def _serve(connection, env_fns: Sequence[Callable[[], gymnasium.Env]]) -> None:
             else:  # "close"
                 break
             connection.send(("ok", reply))
-    except (KeyboardInterrupt, EOFError):
-        pass  # the main process is going away
+    except EOFError:
+        pass  # the main process is gone
     except Exception:  # noqa: BLE001 (sent back and raised in the main process)
         connection.send(("error", traceback.format_exc()))
     finally:
@@ -86,11 +90,17 @@ class PooledAsyncVectorEnv(gymnasium.vector.VectorEnv):
             child.close()
             self._connections.append(parent)
             self._processes.append(process)
-        self._connections[0].send(("spaces", None))
+        self._send(0, "spaces", None)
         self.single_observation_space, self.single_action_space = self._receive(0)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.metadata = {"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP}
+
+    def _send(self, worker: int, command: str, data: Any) -> None:
+        try:
+            self._connections[worker].send((command, data))
+        except (BrokenPipeError, OSError) as e:
+            raise RuntimeError(f"env worker {worker} exited unexpectedly") from e
 
     def _receive(self, worker: int) -> Any:
         try:
@@ -110,8 +120,8 @@ class PooledAsyncVectorEnv(gymnasium.vector.VectorEnv):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         if seed is None or isinstance(seed, int):
             seed = [None if seed is None else seed + i for i in range(self.num_envs)]
-        for connection, group in zip(self._connections, self.groups, strict=True):
-            connection.send(("reset", ([seed[i] for i in group], options)))
+        for worker, group in enumerate(self.groups):
+            self._send(worker, "reset", ([seed[i] for i in group], options))
         infos: dict[str, Any] = {}
         observations = []
         for i, (obs, info) in enumerate(self._gather()):
@@ -120,8 +130,8 @@ class PooledAsyncVectorEnv(gymnasium.vector.VectorEnv):
         return np.stack(observations), infos
 
     def step(self, actions: np.ndarray):
-        for connection, group in zip(self._connections, self.groups, strict=True):
-            connection.send(("step", [actions[i] for i in group]))
+        for worker, group in enumerate(self.groups):
+            self._send(worker, "step", [actions[i] for i in group])
         observations, infos = [], {}
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminated = np.zeros(self.num_envs, dtype=np.bool_)
