@@ -52,7 +52,7 @@ def _serve(connection, env_fns: Sequence[Callable[[], gymnasium.Env]]) -> None:
             connection.send(("ok", reply))
     except EOFError:
         pass  # the main process is gone
-    except Exception:  # noqa: BLE001 (sent back and raised in the main process)
+    except Exception:  # sent back, raised in the main process
         connection.send(("error", traceback.format_exc()))
     finally:
         for env in envs:
