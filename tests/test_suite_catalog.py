@@ -57,7 +57,7 @@ def test_make_suite_env_checks_suite_and_options():
 )
 def test_missing_extra_names_the_pip_install():
     # mujoco_warp cannot share this environment with metaworld: the honest "extra missing" path
-    # (.venv-warp checks the same for metaworld: tests/test_suite_warp.py).
+    # (.venv/warp checks the same for metaworld: tests/test_suite_warp.py).
     with pytest.raises(UserError, match=r'pip install "deeprl\[warp\]"'):
         make_suite_env("mujoco", 1, "cuda", task="Hopper-v5", vectorization="warp")
     with pytest.raises(UserError, match="'Humanoid-v5' is not available with env.vectorization"):

@@ -1,7 +1,7 @@
 """MuJoCo Warp backend against gymnasium's CPU MuJoCo, on the real simulators.
 
 MJWarp needs ``mujoco>=3.13``, which the main environment's metaworld pin excludes, so these tests
-run in the second environment (``.venv-warp``) that tests/test_warp_venv.py sets up. There is no
+run in the second environment (``.venv/warp``) that tests/test_warp_venv.py sets up. There is no
 GPU in CI: the env runs MJWarp's kernels on Warp's CPU device (``allow_cpu=True``), the same
 kernels compiled for the host.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("mujoco_warp", reason="runs in .venv-warp (tests/test_warp_venv.py)")
+pytest.importorskip("mujoco_warp", reason="runs in .venv/warp (tests/test_warp_venv.py)")
 
 import gymnasium  # noqa: E402
 

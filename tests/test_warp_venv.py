@@ -2,8 +2,8 @@
 
 mujoco-warp needs ``mujoco>=3.13`` while metaworld 3.1.1 (in this environment) pins 3.3.0, so the
 warp extra lives in a second virtual environment (docs/envs.md). This test sets it up the way the
-docs say, once (``.venv-warp`` beside ``.venv``: torch==2.13.0 first, then ``deeprl[warp]``), and
-runs tests/test_suite_warp.py there.
+docs say, once (``.venv/warp``, inside ``.venv`` so that removing it removes both: torch==2.13.0
+first, then ``deeprl[warp]``), and runs tests/test_suite_warp.py there.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / ".venv-warp"
+VENV = ROOT / ".venv" / "warp"
 # Written last, with the pyproject.toml it was built from: a half-built or stale one is rebuilt.
 READY = VENV / "deeprl-ready"
 
