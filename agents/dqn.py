@@ -134,8 +134,6 @@ class DQN(Agent):
         self.q_network = self._make_q_network()
         self.target_network = self._make_q_network()
         self.target_network.load_state_dict(self.q_network.state_dict())
-        self.env_steps = 0
-        self.grad_steps = 0
         self.to(self.device)
         self.optimizers["q"] = torch.optim.Adam(
             self.q_network.parameters(), lr=cfg.lr, fused=True

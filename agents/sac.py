@@ -157,8 +157,6 @@ class SAC(Agent):
         self.register_buffer("action_bias", ((high + low) / 2).flatten())
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha)))
         self.target_entropy = -float(act_dim)
-        self.env_steps = 0
-        self.grad_steps = 0
         self.to(self.device)
         q_params = [*self.qf1.parameters(), *self.qf2.parameters()]
         self.optimizers["q"] = torch.optim.Adam(q_params, lr=cfg.q_lr, fused=True)

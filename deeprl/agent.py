@@ -34,7 +34,8 @@ class Agent(nn.Module, ABC):
 
     Config: ClassVar[type]
     name: ClassVar[str]
-    #: attributes holding Python-int counters that checkpoints save and restore.
+    #: attributes holding Python-int counters (0 at construction) that checkpoints save and
+    #: restore.
     counters: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: EnvSpec, num_envs: int, device: torch.device | str = "cpu") -> None:
@@ -43,6 +44,8 @@ class Agent(nn.Module, ABC):
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        for name in self.counters:
+            setattr(self, name, 0)
 
     @abstractmethod
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, dict]:

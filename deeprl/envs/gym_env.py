@@ -147,22 +147,22 @@ class GymVectorEnv(VectorEnv):
             )
         make_kwargs = dict(make_kwargs or {})
         autoreset = gymnasium.vector.AutoresetMode.SAME_STEP
-        if env_fns is None and workers is not None:
+        if env_fns is None:
             gym_spec = find_gym_spec(env_id)
             spec_id, max_episode_steps = gym_spec.id, gym_spec.max_episode_steps
-            make = _Wrapped(partial(gymnasium.make, env_id, **make_kwargs), tuple(wrappers or ()))
-            self.env = PooledAsyncVectorEnv([make] * num_envs, workers)
-        elif env_fns is None:
-            gym_spec = find_gym_spec(env_id)
-            spec_id, max_episode_steps = gym_spec.id, gym_spec.max_episode_steps
-            self.env = gymnasium.make_vec(
-                env_id,
-                num_envs=num_envs,
-                vectorization_mode=vectorization,
-                vector_kwargs={"autoreset_mode": autoreset},
-                wrappers=list(wrappers or ()),
-                **make_kwargs,
-            )
+            if workers is None:
+                self.env = gymnasium.make_vec(
+                    env_id,
+                    num_envs=num_envs,
+                    vectorization_mode=vectorization,
+                    vector_kwargs={"autoreset_mode": autoreset},
+                    wrappers=list(wrappers or ()),
+                    **make_kwargs,
+                )
+            else:
+                make = partial(gymnasium.make, env_id, **make_kwargs)
+                copy = _Wrapped(make, tuple(wrappers or ()))
+                self.env = PooledAsyncVectorEnv([copy] * num_envs, workers)
         else:
             if len(env_fns) != num_envs:
                 raise UserError(
