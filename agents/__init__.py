@@ -1,19 +1,16 @@
-"""Model-free agents (installed as ``deeprl.agents``).
-
-``AGENTS`` maps config names (``agent=<name>``) to classes.
+"""Model-free agents (installed as ``deeprl.agents``), registered by their config names
+(``agent=<name>``); :func:`deeprl.agent.agent_registry` lists them with any user agents.
 """
 
 if __name__ != "deeprl.agents":  # the folder agents/ is only ever the package deeprl.agents
     raise ImportError(f"import deeprl.agents, not {__name__!r}")
 
+from deeprl.agent import register_agent
 from deeprl.agents.dqn import DQN, DQNConfig
 from deeprl.agents.ppo import PPO, PPOConfig
 from deeprl.agents.sac import SAC, SACConfig
 
-AGENTS = {
-    "ppo": PPO,
-    "sac": SAC,
-    "dqn": DQN,
-}
+for _agent in (PPO, SAC, DQN):
+    register_agent(_agent)
 
-__all__ = ["AGENTS", "DQN", "DQNConfig", "PPO", "PPOConfig", "SAC", "SACConfig"]
+__all__ = ["DQN", "DQNConfig", "PPO", "PPOConfig", "SAC", "SACConfig"]

@@ -37,45 +37,47 @@ from torch import nn
 
 from deeprl.agent import Agent
 from deeprl.buffers.replay import PrioritizedReplayBuffer, ReplayBuffer
+from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
 from deeprl.errors import UserError
-from deeprl.nets.cnn import NatureCNN, polyak_update
+from deeprl.nets.cnn import NatureCNN
+from deeprl.nets.functional import polyak_update
 from deeprl.nets.heads import C51Head, ValueHead, ValueHeadConfig, make_value_head
 from deeprl.nets.mlp import mlp
+from deeprl.nets.schedules import linear_schedule
 
 
 @dataclass
 class DQNConfig:
-    """DQN hyperparameters; defaults are CleanRL ``dqn.py``."""
+    """DQN hyperparameters (``agent=dqn``); defaults are CleanRL ``dqn.py`` (Mnih et al. 2015):
+    120x84 ReLU MLP, lr 2.5e-4, 10k replay, batch 128, 10k random steps, an update every 10
+    steps, hard target update every 500, epsilon 1 -> 0.05 over half the run. Extensions are
+    off by default."""
 
-    num_envs: int = 1
-    buffer_size: int = 10_000
-    lr: float = 2.5e-4
-    gamma: float = 0.99
-    tau: float = 1.0
-    target_network_frequency: int = 500
-    batch_size: int = 128
-    start_e: float = 1.0
-    end_e: float = 0.05
-    exploration_fraction: float = 0.5
-    learning_starts: int = 10_000
-    train_frequency: int = 10
-    n_step: int = 1
-    double: bool = False
-    dueling: bool = False
-    prioritized: bool = False
-    alpha: float = 0.6  # prioritized replay exponents (Schaul et al. 2016, proportional)
-    beta: float = 0.4
-    max_grad_norm: float | None = None
-    torso: str = "auto"  # auto | mlp | nature_cnn
-    hidden_sizes: list[int] = field(default_factory=lambda: [120, 84])
-    frame_stack: int | None = None  # frames per observation (None: spec.metadata["frame_stack"])
+    num_envs: int = option(1, ge=1)
+    buffer_size: int = option(10_000, ge=1)
+    lr: float = option(2.5e-4, gt=0)
+    gamma: float = option(0.99, ge=0, le=1)
+    tau: float = option(1.0, gt=0, le=1)  # 1: hard target update
+    target_network_frequency: int = option(500, ge=1)
+    batch_size: int = option(128, ge=1)
+    start_e: float = option(1.0, ge=0, le=1)
+    end_e: float = option(0.05, ge=0, le=1)
+    exploration_fraction: float = option(0.5, ge=0, le=1)  # of the run, epsilon start -> end
+    learning_starts: int = option(10_000, ge=0)
+    train_frequency: int = option(10, ge=1)
+    n_step: int = option(1, ge=1)
+    double: bool = False  # Double DQN (van Hasselt et al. 2016)
+    dueling: bool = False  # dueling heads (Wang et al. 2016)
+    prioritized: bool = False  # proportional prioritized replay (Schaul et al. 2016)
+    alpha: float = option(0.6, ge=0)  # prioritized replay exponents (Schaul et al. 2016)
+    beta: float = option(0.4, ge=0, le=1)  # annealed linearly to 1 over the run
+    max_grad_norm: float | None = option(None, gt=0)
+    torso: str = option("auto", choices=("auto", "mlp", "nature_cnn"))  # auto: CNN for uint8 images
+    hidden_sizes: list[int] = option([120, 84], ge=1)
+    frame_stack: int | None = option(None, ge=1)  # None: spec.metadata["frame_stack"] (1 if unset)
+    # The Q-network's value head.
     critic: ValueHeadConfig = field(default_factory=lambda: ValueHeadConfig(loss="mse"))
-
-
-def linear_schedule(start: float, end: float, duration: float, t: float) -> float:
-    """Linear interpolation from ``start`` to ``end`` over ``duration`` steps, then ``end``."""
-    return start + (end - start) * min(t / duration, 1.0) if duration > 0 else end
 
 
 class QNetwork(nn.Module):
@@ -122,7 +124,7 @@ class DQN(Agent):
         config: DQNConfig | None = None,
         total_steps: int | None = None,
     ) -> None:
-        super().__init__(spec, num_envs, device)
+        super().__init__(spec, num_envs, device, total_steps)
         if not spec.discrete:
             raise UserError(
                 f"agent=dqn needs discrete actions but {spec.id} has continuous ones; "
@@ -176,15 +178,15 @@ class DQN(Agent):
         duration = cfg.exploration_fraction * self.total_steps
         return linear_schedule(cfg.start_e, cfg.end_e, duration, step)
 
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, dict]:
+    def act(self, obs, state=None, is_first=None, deterministic=False):
         greedy = self.q_values(obs).argmax(-1)
         if deterministic:
-            return greedy, {}
+            return greedy, {}, state
         n = obs.shape[0]
         epsilon = self.epsilon(self.env_steps)
         explore = torch.rand(n, device=obs.device) < epsilon
         random_action = torch.randint(self.spec.action_space.n, (n,), device=obs.device)
-        return torch.where(explore, random_action, greedy), {}
+        return torch.where(explore, random_action, greedy), {}, state
 
     # ---- learning -----------------------------------------------------------------------------
     def make_buffer(self) -> ReplayBuffer:

@@ -32,6 +32,7 @@ from torch import nn
 
 from deeprl.agent import Agent
 from deeprl.buffers.rollout import RolloutBuffer, generalized_advantage_estimation
+from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
 from deeprl.nets.distributions import (
     categorical_log_prob_entropy,
@@ -40,37 +41,39 @@ from deeprl.nets.distributions import (
     gaussian_log_prob,
 )
 from deeprl.nets.heads import ScalarHead, ValueHeadConfig, make_value_head
-from deeprl.nets.mlp import mlp
+from deeprl.nets.mlp import ACTIVATIONS, mlp
 from deeprl.nets.normalize import RunningMeanStd
+from deeprl.nets.schedules import linear_schedule
 
 
 @dataclass
 class PPOConfig:
-    """PPO hyperparameters; defaults are CleanRL ``ppo.py`` (CartPole)."""
+    """PPO hyperparameters (``agent=ppo``); defaults are CleanRL ``ppo.py`` (Huang et al. 2022):
+    4 envs x 128 steps, 4 minibatches, 4 epochs, lr 2.5e-4 annealed, 64x64 tanh MLPs."""
 
-    num_envs: int = 4
-    num_steps: int = 128
-    lr: float = 2.5e-4
-    anneal_lr: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    num_minibatches: int = 4
-    update_epochs: int = 4
-    norm_adv: bool = True
-    clip_coef: float = 0.2
+    num_envs: int = option(4, ge=1)
+    num_steps: int = option(128, ge=1)  # env steps per env copy per rollout
+    lr: float = option(2.5e-4, gt=0)
+    anneal_lr: bool = True  # linearly to 0 over the run
+    gamma: float = option(0.99, ge=0, le=1)
+    gae_lambda: float = option(0.95, ge=0, le=1)
+    num_minibatches: int = option(4, ge=1)
+    update_epochs: int = option(4, ge=1)
+    norm_adv: bool = True  # per-minibatch advantage normalisation
+    clip_coef: float = option(0.2, gt=0)
     clip_vloss: bool = True
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    target_kl: float | None = None
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
-    activation: str = "tanh"
-    init_log_std: float = 0.0
+    ent_coef: float = option(0.01, ge=0)
+    vf_coef: float = option(0.5, ge=0)
+    max_grad_norm: float = option(0.5, gt=0)
+    target_kl: float | None = option(None, gt=0)  # stop the update's epochs past this KL
+    hidden_sizes: list[int] = option([64, 64], ge=1)
+    activation: str = option("tanh", choices=tuple(ACTIVATIONS))
+    init_log_std: float = 0.0  # continuous actions: the initial log standard deviation
     normalize_obs: bool = False
     normalize_reward: bool = False
-    obs_clip: float = 10.0
-    reward_clip: float = 10.0
-    critic: ValueHeadConfig = field(default_factory=ValueHeadConfig)
+    obs_clip: float = option(10.0, gt=0)
+    reward_clip: float = option(10.0, gt=0)
+    critic: ValueHeadConfig = field(default_factory=ValueHeadConfig)  # the value head of V
 
 
 def clipped_value_loss(
@@ -136,7 +139,7 @@ class PPO(Agent):
         config: PPOConfig | None = None,
         total_steps: int | None = None,
     ) -> None:
-        super().__init__(spec, num_envs, device)
+        super().__init__(spec, num_envs, device, total_steps)
         self.config = cfg = config or PPOConfig()
         self.batch_size = cfg.num_steps * num_envs
         if self.batch_size % cfg.num_minibatches:
@@ -176,7 +179,7 @@ class PPO(Agent):
             obs = obs.clamp(-self.config.obs_clip, self.config.obs_clip).flatten(1)
         return obs
 
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, dict]:
+    def act(self, obs, state=None, is_first=None, deterministic=False):
         # Old log-probabilities and values are not computed here: the policy is fixed during a
         # rollout, so the update recomputes them for the whole rollout in one batched pass.
         out = self.actor(self._prepare(obs))
@@ -185,7 +188,7 @@ class PPO(Agent):
         else:
             action = out if deterministic else out + torch.randn_like(out) * self.log_std.exp()
             action = action.view(-1, *self.spec.action_space.shape)
-        return action, {}
+        return action, {}, state
 
     def _evaluate(self, x: torch.Tensor, actions: torch.Tensor):
         """Log-prob and entropy (B,) of stored actions, and the critic's logits (B, outputs)."""
@@ -221,8 +224,9 @@ class PPO(Agent):
         data = buffer.data
         obs_shape = self.spec.observation_space.shape
         if cfg.anneal_lr:
-            frac = 1.0 - self.updates_done.item() / self.num_updates
-            self.optimizer.param_groups[0]["lr"] = max(frac, 0.0) * cfg.lr
+            self.optimizer.param_groups[0]["lr"] = linear_schedule(
+                cfg.lr, 0.0, self.num_updates, self.updates_done.item()
+            )
 
         rewards = data["reward"]
         if cfg.normalize_reward:

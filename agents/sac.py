@@ -31,10 +31,11 @@ from torch import nn
 
 from deeprl.agent import Agent
 from deeprl.buffers.replay import ReplayBuffer
+from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
 from deeprl.errors import UserError
-from deeprl.nets.cnn import polyak_update
-from deeprl.nets.distributions import gaussian_log_prob
+from deeprl.nets.distributions import squashed_gaussian, squashed_gaussian_median
+from deeprl.nets.functional import polyak_update
 from deeprl.nets.heads import ValueHeadConfig, make_value_head
 from deeprl.nets.mlp import mlp
 
@@ -43,36 +44,27 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 @dataclass
 class SACConfig:
-    """SAC hyperparameters; defaults are CleanRL ``sac_continuous_action.py``."""
+    """SAC hyperparameters (``agent=sac``); defaults are CleanRL ``sac_continuous_action.py``
+    (Haarnoja et al. 2018, automatic entropy tuning): 256x256 ReLU MLPs, lr 1e-3 (critics,
+    temperature) / 3e-4 (actor), batch 256, tau 0.005, 5000 random steps, delayed actor updates
+    (policy_frequency 2)."""
 
-    num_envs: int = 1
-    buffer_size: int = 1_000_000
-    gamma: float = 0.99
-    tau: float = 0.005
-    batch_size: int = 256
-    learning_starts: int = 5000
-    policy_lr: float = 3e-4
-    q_lr: float = 1e-3
-    policy_frequency: int = 2
-    target_network_frequency: int = 1
-    utd_ratio: float = 1.0  # gradient steps per env step
-    n_step: int = 1
-    alpha: float = 0.2  # initial (or fixed, without autotune) temperature
+    num_envs: int = option(1, ge=1)
+    buffer_size: int = option(1_000_000, ge=1)
+    gamma: float = option(0.99, ge=0, le=1)
+    tau: float = option(0.005, gt=0, le=1)  # Polyak averaging rate of the target critics
+    batch_size: int = option(256, ge=1)
+    learning_starts: int = option(5000, ge=0)  # env steps of uniform random actions first
+    policy_lr: float = option(3e-4, gt=0)
+    q_lr: float = option(1e-3, gt=0)  # also the temperature's learning rate
+    policy_frequency: int = option(2, ge=1)  # gradient steps per (delayed) actor update
+    target_network_frequency: int = option(1, ge=1)
+    utd_ratio: float = option(1.0, gt=0)  # gradient steps per env step
+    n_step: int = option(1, ge=1)
+    alpha: float = option(0.2, gt=0)  # initial (or fixed, without autotune) temperature
     autotune: bool = True
-    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    critic: ValueHeadConfig = field(default_factory=ValueHeadConfig)
-
-
-def squashed_gaussian(
-    mean: torch.Tensor, log_std: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reparameterised sample a = tanh(u) * scale + bias, u ~ N(mean, exp(log_std)), and its
-    log-density (B,) with the tanh change of variables (eps 1e-6 as CleanRL)."""
-    u = mean + torch.randn_like(mean) * log_std.exp()
-    squashed = torch.tanh(u)
-    log_prob = gaussian_log_prob(u, mean, log_std)
-    log_prob = log_prob - torch.log(scale * (1 - squashed.square()) + 1e-6).sum(-1)
-    return squashed * scale + bias, log_prob
+    hidden_sizes: list[int] = option([256, 256], ge=1)
+    critic: ValueHeadConfig = field(default_factory=ValueHeadConfig)  # the critics' value head
 
 
 def soft_q_target(
@@ -135,7 +127,7 @@ class SAC(Agent):
         config: SACConfig | None = None,
         total_steps: int | None = None,
     ) -> None:
-        super().__init__(spec, num_envs, device)
+        super().__init__(spec, num_envs, device, total_steps)
         if spec.discrete:
             raise UserError(
                 f"agent=sac needs continuous actions but {spec.id} has discrete ones; "
@@ -174,9 +166,9 @@ class SAC(Agent):
         mean, raw = self.actor(obs).chunk(2, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw) + 1)
         action, log_prob = squashed_gaussian(mean, log_std, self.action_scale, self.action_bias)
-        return action, log_prob, torch.tanh(mean) * self.action_scale + self.action_bias
+        return action, log_prob, squashed_gaussian_median(mean, self.action_scale, self.action_bias)
 
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, dict]:
+    def act(self, obs, state=None, is_first=None, deterministic=False):
         sampled, _, mean_action = self.policy(obs.flatten(1).float())
         if deterministic:
             action = mean_action
@@ -185,7 +177,7 @@ class SAC(Agent):
             uniform = torch.rand_like(sampled) * 2 - 1
             random_action = uniform * self.action_scale + self.action_bias
             action = random_action if self.env_steps < self.config.learning_starts else sampled
-        return action.view(-1, *self.spec.action_space.shape), {}
+        return action.view(-1, *self.spec.action_space.shape), {}, state
 
     # ---- learning -----------------------------------------------------------------------------
     def make_buffer(self) -> ReplayBuffer:

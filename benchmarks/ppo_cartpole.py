@@ -25,7 +25,7 @@ def run_deeprl(seed: int, steps: int) -> tuple[float, float]:
     from deeprl.agents import PPO, PPOConfig
     from deeprl.envs import make_env
     from deeprl.train.collector import Collector
-    from deeprl.train.evaluate import evaluate
+    from deeprl.train.policy_eval import evaluate_policy
 
     torch.manual_seed(seed)
     start = time.perf_counter()
@@ -37,7 +37,9 @@ def run_deeprl(seed: int, steps: int) -> tuple[float, float]:
         buffer.add(collector.step())
         agent.update(buffer, collector.steps)
     wall = time.perf_counter() - start
-    report = evaluate(agent, make_env("cartpole", num_envs=10), episodes=10, seed=seed + 1000)
+    report = evaluate_policy(
+        agent, make_env("cartpole", num_envs=10), episodes=10, seed=seed + 1000
+    )
     return wall, report["return_mean"]
 
 

@@ -58,16 +58,14 @@ def bench_prioritized(items: int, batch_size: int, repeats: int) -> None:
         buffer.update_priorities(batch["index"], torch.rand(batch_size, generator=generator))
 
     per = time_call(prioritized_step, repeats)
-    uniform = time_call(lambda: ReplayBuffer.sample(buffer, batch_size, generator), repeats)
+    uniform_buffer = ReplayBuffer(items, num_envs, n_step=3)
+    fill(uniform_buffer, num_envs, torch.zeros(num_envs, 17), items // num_envs)
+    uniform = time_call(lambda: uniform_buffer.sample(batch_size, generator), repeats)
     tree = time_call(lambda: buffer.tree.sample(batch_size, generator), repeats)
     print(f"prioritized replay, {len(buffer):,} items, batch {batch_size}, 3-step returns:")
     print(f"  sample + update_priorities: {per * 1e3:.2f} ms")
     print(f"  of which sum-tree descent:  {tree * 1e3:.2f} ms")
     print(f"  uniform sample (same data): {uniform * 1e3:.2f} ms")
-
-
-def allocated_bytes(buffer: ReplayBuffer) -> int:
-    return sum(v.numel() * v.element_size() for v in buffer.data.values())
 
 
 def bench_pixel_memory(capacity: int) -> None:
@@ -77,7 +75,7 @@ def bench_pixel_memory(capacity: int) -> None:
     naive = ReplayBuffer(capacity, 1)
     fill(naive, 1, stack, 1)
     scale = 1_000_000 / capacity
-    ours, full = allocated_bytes(stacked) * scale, allocated_bytes(naive) * scale
+    ours, full = stacked.nbytes * scale, naive.nbytes * scale
     print(f"Atari replay, 84x84 frames, stacks of 4, measured at {capacity:,} transitions:")
     print(f"  single-frame storage, 1M transitions: {ours / 1e9:.2f} GB ({ours / 1e6:,.0f} B each)")
     print(f"  naive obs+next_obs stacks, 1M:        {full / 1e9:.2f} GB ({full / 1e6:,.0f} B each)")

@@ -4,24 +4,56 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+TESTS = Path(__file__).resolve().parent
+
+
+def _cli_env() -> dict[str, str]:
+    # tests/ on the path: `-m toy_agents` runs deeprl-train with the test's own agents.
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "MUJOCO_GL": "egl", "PYTHONPATH": path}
+
 
 def run_cli(*args: str, cwd: Path, timeout: float = 600, module: str = "deeprl.train"):
     """Run ``python -m <module> args...``; returns the CompletedProcess (text output)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MUJOCO_GL": "egl"}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
-        env=env,
+        env=_cli_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def interrupt_run(args: list[str], run_dir: Path, cwd: Path, after_lines: int = 4,
+                  module: str = "deeprl.train") -> str:
+    """Start ``python -m <module> hydra.run.dir=<run_dir> args...``, send SIGTERM once
+    ``metrics.jsonl`` has ``after_lines`` lines, and return its stderr (asserting a clean
+    stop with a checkpoint)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, f"hydra.run.dir={run_dir}", *args],
+        cwd=cwd, env=_cli_env(), stderr=subprocess.PIPE, text=True,
+    )
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= after_lines:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "checkpoint saved" in stderr
+    assert not (run_dir / "eval.json").exists()
+    return stderr
 
 
 def random_rollout(env, seed: int, steps: int):

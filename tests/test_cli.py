@@ -1,11 +1,19 @@
 """Bad input on the command line: one clear message, non-zero exit, no traceback."""
 
+import dataclasses
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import run_cli
+from deeprl.agent import agent_registry
+from deeprl.agents import PPOConfig
+from deeprl.config import RunSchema, TrainSchema
+from deeprl.nets.heads import ValueHeadConfig
+from deeprl.train.cli import main
 
 
 def assert_user_error(proc, *fragments: str) -> None:
@@ -25,12 +33,12 @@ def assert_user_error(proc, *fragments: str) -> None:
         (["agent.lr=[1,"], ["malformed override"]),
         (["agent.lrr=1e-3"], ["unknown config key 'agent.lrr'", "lr"]),
         (["seed=abc"], ["seed"]),
-        (["agent.lr=fast"], ["agent.lr", "float"]),
+        (["agent.lr=fast"], ["agent.lr", "'fast'"]),
         (["resume=does/not/exist"], ["does/not/exist", "does not exist"]),
         (["env=gym", "env.id=CartPol-v1"], ["CartPol-v1", "CartPole-v1"]),
         (["agent=sac", "env=pendulum", "agent.buffer_size=100000000000"],
          ["capacity 100000000000", "lower agent.buffer_size"]),
-        (["agent=dqn", "agent.critic.head=hl_gaus"], ["unknown critic head 'hl_gaus'", "hl_gauss"]),
+        (["agent=dqn", "agent.critic.head=hl_gaus"], ["agent.critic.head='hl_gaus'", "hl_gauss"]),
         (["agent=sac", "env=cartpole"], ["continuous actions"]),
         (["env=atari", "env.game=Pongg"], ["Pongg", "Pong"]),
     ],
@@ -72,7 +80,25 @@ def test_resume_needs_a_run_directory(tmp_path):
     assert_user_error(run_cli(f"resume={run_dir}", cwd=tmp_path), "no checkpoint")
 
 
-def test_help_lists_groups_and_examples(tmp_path):
+def test_help_lists_groups_keys_and_examples(tmp_path):
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
     assert "== Groups ==" in proc.stdout and "cartpole" in proc.stdout and "Examples" in proc.stdout
+    assert "agent: dqn, ppo, sac" in proc.stdout
+    keys = {line.split(":")[0].strip() for line in proc.stdout.splitlines() if ":" in line}
+    schema_keys = [f.name for f in dataclasses.fields(RunSchema) + dataclasses.fields(TrainSchema)]
+    agent_keys = ["name", *(f.name for f in dataclasses.fields(PPOConfig))]
+    assert not set(schema_keys + agent_keys) - keys
+
+
+@pytest.mark.parametrize("agent", ["ppo", "sac", "dqn"])
+def test_cfg_job_shows_every_key_of_the_agent(agent, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", sys.argv[:])
+    env = "pendulum" if agent == "sac" else "cartpole"
+    main([f"agent={agent}", f"env={env}", "--cfg", "job"])
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    config_cls = agent_registry()[agent].Config
+    assert list(cfg["agent"]) == ["name", *(f.name for f in dataclasses.fields(config_cls))]
+    assert list(cfg["agent"]["critic"]) == [f.name for f in dataclasses.fields(ValueHeadConfig)]
+    assert list(cfg["train"]) == [f.name for f in dataclasses.fields(TrainSchema)]
+    assert list(cfg) == [f.name for f in dataclasses.fields(RunSchema)]

@@ -9,12 +9,13 @@ import torch
 
 from conftest import read_jsonl, run_cli
 from deeprl.agents import DQN
-from deeprl.agents.dqn import QNetwork, linear_schedule
+from deeprl.agents.dqn import QNetwork
 from deeprl.buffers.replay import PrioritizedReplayBuffer
 from deeprl.config import make_config
 from deeprl.envs import make_env
 from deeprl.envs.spec import Box, Discrete, EnvSpec
 from deeprl.errors import UserError
+from deeprl.nets.schedules import linear_schedule
 from deeprl.train.collector import Collector
 
 
@@ -122,7 +123,7 @@ def test_nature_cnn_torso_for_pixels():
     spec = EnvSpec("pixels", Box.uniform((4, 84, 84), 0, 255, torch.uint8), Discrete(6))
     agent = DQN(spec, 1)
     obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
-    action, _ = agent.act(obs, deterministic=True)
+    action, _, _ = agent.act(obs, deterministic=True)
     assert action.shape == (2,)
     spec = EnvSpec("pixels", Box.uniform((4, 84, 84), 0, 255, torch.uint8), Discrete(6),
                    metadata={"frame_stack": 4})

@@ -44,7 +44,7 @@ def test_wheel_ships_configs_and_trains_from_an_install(tmp_path):
     assert proc.returncode == 0, proc.stderr
     (wheel,) = wheel_dir.glob("deeprl-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for required in ("deeprl/configs/config.yaml", "deeprl/configs/agent/ppo.yaml",
+    for required in ("deeprl/configs/config.yaml", "deeprl/configs/tuned/ppo_cartpole.yaml",
                      "deeprl/configs/env/cartpole.yaml", "deeprl/agents/ppo.py",
                      "deeprl/worldmodels/__init__.py", "deeprl/offline/__init__.py",
                      "deeprl/eval/data/atari_scores.csv"):

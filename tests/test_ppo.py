@@ -35,9 +35,9 @@ def test_act_shapes_discrete_and_continuous():
         env = make_env(name, num_envs=3)
         agent = PPO(env.spec, 3)
         obs = env.reset(seed=0)
-        action, _ = agent.act(obs)
-        assert action.shape == action_shape
-        deterministic, _ = agent.act(obs, deterministic=True)
+        action, _, state = agent.act(obs)
+        assert action.shape == action_shape and state is None
+        deterministic, _, _ = agent.act(obs, deterministic=True)
         assert deterministic.shape == action_shape
 
 

@@ -6,10 +6,15 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_python_example_runs():
+def test_readme_python_example_runs(tmp_path, monkeypatch):
     (code,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     code = code.replace("100_000", "2_048")
-    exec(compile(code, "README.md", "exec"), {})
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert (tmp_path / "ppo_cartpole.safetensors").is_file()
+    assert (scope["run"].run_dir / "eval.json").is_file()
+    assert scope["action"].shape == () and scope["actions"].shape == (8,)
 
 
 def test_readme_opens_with_the_two_setup_commands():

@@ -10,11 +10,12 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 from conftest import read_jsonl, run_cli
 from deeprl.agents import SAC
-from deeprl.agents.sac import sac_actor_loss, sac_alpha_loss, soft_q_target, squashed_gaussian
+from deeprl.agents.sac import sac_actor_loss, sac_alpha_loss, soft_q_target
 from deeprl.config import make_config
 from deeprl.envs import make_env
 from deeprl.errors import UserError
-from deeprl.train.checkpoint import load_checkpoint, save_checkpoint
+from deeprl.io import load_checkpoint, save_checkpoint
+from deeprl.nets.distributions import squashed_gaussian
 from deeprl.train.collector import Collector
 
 

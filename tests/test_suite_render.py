@@ -18,14 +18,17 @@ from deeprl.errors import UserError
 
 
 class RandomAgent(nn.Module):
-    """The part of the Agent interface record_video uses: act(obs, deterministic)."""
+    """The part of the Agent interface record_video uses: initial_state and act."""
 
     def __init__(self, env) -> None:
         super().__init__()
         self.env = env
 
-    def act(self, obs: torch.Tensor, deterministic: bool = False):
-        return self.env.sample_actions(), {}
+    def initial_state(self, num_envs: int) -> None:
+        return None
+
+    def act(self, obs: torch.Tensor, state=None, is_first=None, deterministic: bool = False):
+        return self.env.sample_actions(), {}, state
 
 
 def frame_count(path) -> int:

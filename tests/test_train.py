@@ -1,14 +1,10 @@
 """End-to-end runs of deeprl-train: run directory contents, determinism, resume, multirun."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import read_jsonl, run_cli
+from conftest import interrupt_run, read_jsonl, run_cli
 
 SHORT = ["train.total_steps=6144", "train.eval_every=2048", "train.log_every=1024"]
 
@@ -65,21 +61,8 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, case):
     total = int(next(a for a in args if a.startswith("train.total_steps=")).split("=")[1])
 
     run_dir = tmp_path / "interrupted"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "deeprl.train", f"hydra.run.dir={run_dir}", *args],
-        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-    )
+    interrupt_run(args, run_dir, cwd=tmp_path)
     metrics = run_dir / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr
-    assert "checkpoint saved" in stderr
-    assert not (run_dir / "eval.json").exists()
     assert read_jsonl(metrics)[-1]["step"] < total
 
     proc = run_cli(f"resume={run_dir}", cwd=tmp_path)

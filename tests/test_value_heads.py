@@ -6,14 +6,13 @@ import pytest
 import torch
 
 from deeprl.errors import UserError
+from deeprl.nets.functional import symexp, symlog
 from deeprl.nets.heads import (
     C51Head,
     HLGaussHead,
     categorical_projection,
     hl_gauss_target,
     make_value_head,
-    symexp,
-    symlog,
     two_hot_target,
 )
 

@@ -15,10 +15,23 @@ with selective (input-dependent) Δ, B and C. Constructor arguments, initialisat
 Δ bias drawn log-uniformly in [dt_min, dt_max] through an inverse softplus) and parameter
 names/shapes follow mamba-ssm's ``Mamba`` so ``state_dict``s load either way.
 
+Calls (the same for ``Mamba2``):
+
+* ``y = block(x)``: (batch, L, d_model) -> (batch, L, d_model), a tensor, as mamba-ssm's blocks,
+  so code written for mamba-ssm runs unchanged.
+* ``y, state = block(x, state=state, reset=reset, return_state=True)``: for world models.
+  ``state`` (an ``SSMState``) continues from an earlier call or ``step``, zeros when None;
+  ``reset`` (batch, L) bool or None is True where a step starts a new episode: the state carried
+  into that step (from the step before, or ``state`` at step 0) is replaced by zeros for that
+  row, the convolution's window included, so nothing from before the reset reaches it.
+* ``y_t, state = block.step(x_t, state, reset_t)``: one step, x_t (batch, d_model), reset_t
+  (batch,) bool or None.
+
 Backends: ``"torch"`` runs ``deeprl.worldmodels.scans`` (parallel Blelloch scan for training,
 ``step`` for recurrent use); ``"cuda"`` runs mamba-ssm's ``selective_scan_fn`` kernel;
 ``"auto"`` picks the kernel when mamba-ssm imports and the input is on a CUDA device.
-This module also holds the backend and input checks shared with ``mamba2``.
+The kernel cannot take ``reset``, so calls with one use the torch scan. This module also holds
+the backend and input checks shared with ``mamba2``.
 """
 
 from __future__ import annotations
@@ -120,6 +133,21 @@ def check_step_input(x_t: Tensor, d_model: int, who: str) -> None:
             f"{who}.step expects input of shape (batch, d_model={d_model}), "
             f"got shape {tuple(x_t.shape)}"
         )
+
+
+def check_reset(reset: Tensor, shape: tuple[int, ...], who: str) -> None:
+    """Raise ValueError unless ``reset`` is a bool tensor of ``shape``: (batch, L) or (batch,)."""
+    if (not isinstance(reset, Tensor) or reset.dtype != torch.bool
+            or tuple(reset.shape) != tuple(shape)):
+        got = (f"{reset.dtype} of shape {tuple(reset.shape)}" if isinstance(reset, Tensor)
+               else type(reset).__name__)
+        raise ValueError(f"{who} expects reset as a bool tensor of shape {tuple(shape)}, "
+                         f"got {got}")
+
+
+def reset_state(state: SSMState, reset: Tensor) -> SSMState:
+    """``state`` with the rows where ``reset`` (batch,) is True replaced by zeros."""
+    return SSMState(*(t.masked_fill(reset.view(-1, *(1,) * (t.dim() - 1)), 0.0) for t in state))
 
 
 def check_state(state: SSMState, conv_shape: tuple[int, ...], ssm_shape: tuple[int, ...],
@@ -236,23 +264,27 @@ class Mamba(nn.Module):
         check_state(state, (self.d_inner, self.d_conv), (self.d_inner, self.d_state), batch,
                     "Mamba")
 
-    def forward(self, x: Tensor, state: SSMState | None = None) -> tuple[Tensor, SSMState]:
-        """Run a sequence. x: (batch, L, d_model) -> y (batch, L, d_model), final state.
+    def forward(self, x: Tensor, *, state: SSMState | None = None, reset: Tensor | None = None,
+                return_state: bool = False) -> Tensor | tuple[Tensor, SSMState]:
+        """Run a sequence. x: (batch, L, d_model) -> y (batch, L, d_model), and with
+        ``return_state`` the final state too (see the module docstring for state and reset).
 
-        ``state`` continues from an earlier call or ``step`` (zeros when None). mamba-ssm's
-        kernel cannot start from a given SSM state, so calls with a state use the torch scan.
+        mamba-ssm's kernel can neither start from a given SSM state nor reset, so calls with a
+        state or a reset use the torch scan.
         """
         check_sequence(x, self.d_model, "Mamba")
         if state is not None:
             self._check_state(state, x.shape[0])
+        if reset is not None:
+            check_reset(reset, x.shape[:2], "Mamba")
         xin, z = self.in_proj(x).chunk(2, dim=-1)
         xc, conv_state = causal_conv1d(xin, self.conv1d.weight, self.conv1d.bias,
-                                       None if state is None else state.conv)
+                                       None if state is None else state.conv, reset)
         xc = F.silu(xc)
         delta, B, C = self._selection(xc)
         A = -torch.exp(self.A_log.float())
         kernel = _load_selective_scan()
-        if use_kernel(self.backend, kernel, x, "Mamba") and state is None:
+        if use_kernel(self.backend, kernel, x, "Mamba") and state is None and reset is None:
             y, ssm_state = kernel(
                 xc.transpose(1, 2).contiguous(), delta.transpose(1, 2).contiguous(), A,
                 B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.D.float(),
@@ -261,20 +293,26 @@ class Mamba(nn.Module):
             y = y.transpose(1, 2)
         else:
             y, ssm_state = selective_scan(xc, delta, A, B, C, self.D,
-                                          None if state is None else state.ssm)
+                                          None if state is None else state.ssm, reset)
             y = y * F.silu(z)
-        return self.out_proj(y.to(x.dtype)), SSMState(conv_state, ssm_state)
+        y = self.out_proj(y.to(x.dtype))
+        return (y, SSMState(conv_state, ssm_state)) if return_state else y
 
-    def step(self, x_t: Tensor, state: SSMState | None = None) -> tuple[Tensor, SSMState]:
+    def step(self, x_t: Tensor, state: SSMState | None = None,
+             reset: Tensor | None = None) -> tuple[Tensor, SSMState]:
         """One recurrent step. x_t: (batch, d_model) -> y_t (batch, d_model), new state.
 
-        Runs in torch on every backend (one step is a few small ops; the kernels pay off over
-        sequences). The state is not modified in place, so gradients flow through rollouts.
+        reset: (batch,) bool or None; True rows start from the zero state. Runs in torch on
+        every backend (one step is a few small ops; the kernels pay off over sequences). The
+        state is not modified in place, so gradients flow through rollouts.
         """
         check_step_input(x_t, self.d_model, "Mamba")
         if state is None:
             state = self.initial_state(x_t.shape[0], x_t.device, x_t.dtype)
         self._check_state(state, x_t.shape[0])
+        if reset is not None:
+            check_reset(reset, x_t.shape[:1], "Mamba.step")
+            state = reset_state(state, reset)
         xin, z = self.in_proj(x_t).chunk(2, dim=-1)
         xc, conv_state = causal_conv1d_step(xin, self.conv1d.weight, self.conv1d.bias,
                                             state.conv)

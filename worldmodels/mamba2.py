@@ -18,8 +18,12 @@ with heads of ``headdim`` channels and ``ngroups`` groups of B/C shared by nhead
 Training runs the chunked SSD decomposition (``scans.ssd_chunked``; equations there), imagination
 runs ``step``. Constructor arguments, initialisation and parameter names/shapes follow mamba-ssm's
 ``Mamba2`` (without tensor parallelism and the ``d_ssm`` gated-MLP split), so ``state_dict``s load
-either way. Backends as in ``deeprl.worldmodels.mamba``: "cuda"/"auto" run mamba-ssm's
-``mamba_chunk_scan_combined`` for the scan.
+either way. Calls as ``Mamba``'s: ``y = block(x)`` returns the tensor, as mamba-ssm's, and
+``y, state = block(x, state=state, reset=reset, return_state=True)`` passes the recurrent state
+and episode resets (see ``deeprl.worldmodels.mamba``). Backends as there: "cuda"/"auto" run
+mamba-ssm's ``mamba_chunk_scan_combined`` for the scan; a reset becomes its ``seq_idx`` (the
+episode number of each step in its row), which keeps episodes apart and gives
+``initial_states`` to episode 0 only, as a reset needs.
 """
 
 from __future__ import annotations
@@ -35,10 +39,12 @@ from deeprl.worldmodels.mamba import (
     SSMState,
     check_backend,
     check_positive,
+    check_reset,
     check_sequence,
     check_state,
     check_step_input,
     dt_bias_init,
+    reset_state,
     use_kernel,
 )
 from deeprl.worldmodels.scans import causal_conv1d, causal_conv1d_step, ssd_chunked, ssd_step
@@ -183,11 +189,16 @@ class Mamba2(nn.Module):
         check_state(state, (self.conv_dim, self.d_conv),
                     (self.nheads, self.headdim, self.d_state), batch, "Mamba2")
 
-    def _project(self, u: Tensor, conv_state: Tensor | None, step: bool):
+    def _project(self, u: Tensor, conv_state: Tensor | None, step: bool,
+                 reset: Tensor | None = None):
         """in_proj, convolution and Δ; shared by forward (..., L, ·) and step (..., ·)."""
         z, xbc, dt = self.in_proj(u).split([self.d_inner, self.conv_dim, self.nheads], dim=-1)
-        conv = causal_conv1d_step if step else causal_conv1d
-        xbc, conv_state = conv(xbc, self.conv1d.weight, self.conv1d.bias, conv_state)
+        if step:
+            xbc, conv_state = causal_conv1d_step(xbc, self.conv1d.weight, self.conv1d.bias,
+                                                 conv_state)
+        else:
+            xbc, conv_state = causal_conv1d(xbc, self.conv1d.weight, self.conv1d.bias,
+                                            conv_state, reset)
         x, B, C = F.silu(xbc).split(
             [self.d_inner, self.ngroups * self.d_state, self.ngroups * self.d_state], dim=-1
         )
@@ -204,38 +215,47 @@ class Mamba2(nn.Module):
         y = self.norm(y, z) if self.rmsnorm else y * F.silu(z)
         return self.out_proj(y.to(dtype))
 
-    def forward(self, x: Tensor, state: SSMState | None = None) -> tuple[Tensor, SSMState]:
-        """Run a sequence. x: (batch, L, d_model) -> y (batch, L, d_model), final state.
-
-        ``state`` continues from an earlier call or ``step`` (zeros when None).
+    def forward(self, x: Tensor, *, state: SSMState | None = None, reset: Tensor | None = None,
+                return_state: bool = False) -> Tensor | tuple[Tensor, SSMState]:
+        """Run a sequence. x: (batch, L, d_model) -> y (batch, L, d_model), and with
+        ``return_state`` the final state too (state and reset as in ``Mamba.forward``).
         """
         check_sequence(x, self.d_model, "Mamba2")
         if state is not None:
             self._check_state(state, x.shape[0])
+        if reset is not None:
+            check_reset(reset, x.shape[:2], "Mamba2")
         z, xs, B, C, dt, conv_state = self._project(
-            x, None if state is None else state.conv, step=False
+            x, None if state is None else state.conv, step=False, reset=reset
         )
         A = -torch.exp(self.A_log.float())
         h0 = None if state is None else state.ssm
         kernel = _load_chunk_scan()
         if use_kernel(self.backend, kernel, x, "Mamba2"):
             D = self.D.view(self.nheads, self.headdim) if self.D_has_hdim else self.D
+            seq_idx = None if reset is None else reset.cumsum(1, dtype=torch.int32)
             y, ssm_state = kernel(xs, dt, A, B, C, self.chunk_size, D=D, initial_states=h0,
-                                  dt_softplus=False, return_final_states=True)
+                                  seq_idx=seq_idx, dt_softplus=False, return_final_states=True)
         else:
             y, ssm_state = ssd_chunked(xs, dt, A, B, C, self.chunk_size,
-                                       D=self.D.view(self.nheads, -1), h0=h0)
-        return self._output(y, z, x.dtype), SSMState(conv_state, ssm_state)
+                                       D=self.D.view(self.nheads, -1), h0=h0, reset=reset)
+        y = self._output(y, z, x.dtype)
+        return (y, SSMState(conv_state, ssm_state)) if return_state else y
 
-    def step(self, x_t: Tensor, state: SSMState | None = None) -> tuple[Tensor, SSMState]:
+    def step(self, x_t: Tensor, state: SSMState | None = None,
+             reset: Tensor | None = None) -> tuple[Tensor, SSMState]:
         """One recurrent step. x_t: (batch, d_model) -> y_t (batch, d_model), new state.
 
-        Runs in torch on every backend; the state is not modified in place.
+        reset: (batch,) bool or None; True rows start from the zero state. Runs in torch on
+        every backend; the state is not modified in place.
         """
         check_step_input(x_t, self.d_model, "Mamba2")
         if state is None:
             state = self.initial_state(x_t.shape[0], x_t.device, x_t.dtype)
         self._check_state(state, x_t.shape[0])
+        if reset is not None:
+            check_reset(reset, x_t.shape[:1], "Mamba2.step")
+            state = reset_state(state, reset)
         z, xs, B, C, dt, conv_state = self._project(x_t, state.conv, step=True)
         A = -torch.exp(self.A_log.float())
         y, ssm_state = ssd_step(state.ssm, xs, dt, A, B, C, self.D.view(self.nheads, -1))

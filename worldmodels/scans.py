@@ -35,6 +35,14 @@ Each recurrence comes in three forms that agree up to float rounding:
     Every exponent is a sum of non-positive log-decays inside one chunk (segment sums with -inf
     above the diagonal), so no cumulative sum over the whole sequence is ever subtracted.
 
+Resets (episode starts inside a window): the parallel forms and the references take ``reset``,
+(batch, L) bool, True where step t starts afresh: the state before it (h_{t-1}, or h0 at t = 0)
+is dropped, h_t = 0 * h_{t-1} + Δ_t B_t x_t. ``selective_scan`` sets those decays to 0;
+``ssd_chunked`` sets their log-decays to -inf, so every exp(segment sum) that crosses a reset,
+inside a chunk (1, 2) or from the chunks before it (3, 4), is exactly 0 (exponents are sums,
+never differences, so no -inf - (-inf) = NaN arises). ``causal_conv1d`` hides the inputs before
+a reset from the windows after it. The recurrent steps take no reset: zero the state's rows first.
+
 Time is dimension 1 everywhere (batch first, as the modules' inputs).
 """
 
@@ -156,7 +164,11 @@ def linear_scan_reference(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Ten
 
 
 def causal_conv1d(
-    x: Tensor, weight: Tensor, bias: Tensor | None, state: Tensor | None = None
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    state: Tensor | None = None,
+    reset: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Causal depthwise convolution over time, continuing from ``state``.
 
@@ -165,6 +177,8 @@ def causal_conv1d(
         weight: (channels, 1, width), as ``nn.Conv1d(groups=channels).weight``.
         bias: (channels,) or None.
         state: (batch, channels, width), the last ``width`` inputs seen (zeros at the start).
+        reset: (batch, L) bool or None; where True, the output at that step and after sees no
+            input (nor state) from before it, as if the row started there from zeros.
 
     Returns:
         y: (batch, L, channels) and the new state (batch, channels, width).
@@ -175,8 +189,19 @@ def causal_conv1d(
         padded = F.pad(xt, (width - 1, 0))
     else:
         padded = torch.cat([state[:, :, 1:].to(xt.dtype), xt], dim=2)
-    y = F.conv1d(padded, weight, bias, groups=weight.shape[0])
-    return y.transpose(1, 2), padded[:, :, -width:]
+    if reset is None:
+        y = F.conv1d(padded, weight, bias, groups=weight.shape[0])
+        return y.transpose(1, 2), padded[:, :, -width:]
+    # Window t holds the inputs at steps t - width + 1 ... t; zero those before the latest reset.
+    windows = padded.unfold(2, width, 1)  # (batch, channels, L, width)
+    steps = torch.arange(x.shape[1], device=x.device)
+    latest = torch.where(reset, steps, -width).cummax(dim=1).values  # (batch, L); -width: none
+    taps = steps.unsqueeze(-1) + torch.arange(1 - width, 1, device=x.device)  # (L, width)
+    windows = windows.masked_fill((taps < latest.unsqueeze(-1)).unsqueeze(1), 0.0)
+    y = (windows * weight).sum(-1)
+    if bias is not None:
+        y = y + bias.unsqueeze(-1)
+    return y.transpose(1, 2), windows[:, :, -1]
 
 
 def causal_conv1d_step(
@@ -221,11 +246,14 @@ def selective_scan_reference(
     C: Tensor,
     D: Tensor | None = None,
     h0: Tensor | None = None,
+    reset: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``selective_scan`` as a loop of ``selective_step`` over time (ground truth)."""
     h = u.new_zeros(u.shape[0], *A.shape) if h0 is None else h0
     ys = []
     for t in range(u.shape[1]):
+        if reset is not None:
+            h = h.masked_fill(reset[:, t, None, None], 0.0)
         y, h = selective_step(h, u[:, t], delta[:, t], A, B[:, t], C[:, t], D)
         ys.append(y)
     return torch.stack(ys, dim=1), h
@@ -239,6 +267,7 @@ def selective_scan(
     C: Tensor,
     D: Tensor | None = None,
     h0: Tensor | None = None,
+    reset: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Selective SSM over a whole sequence in parallel.
 
@@ -246,11 +275,14 @@ def selective_scan(
         u, delta: (batch, L, d_inner); delta > 0 (after softplus).
         A: (d_inner, d_state), negative. B, C: (batch, L, d_state). D: (d_inner,) or None.
         h0: initial state (batch, d_inner, d_state) or None for zeros.
+        reset: (batch, L) bool or None; True where the state before the step is dropped.
 
     Returns:
         y: (batch, L, d_inner) and the final state (batch, d_inner, d_state).
     """
     decay = torch.exp(delta.unsqueeze(-1) * A)  # (batch, L, d_inner, d_state)
+    if reset is not None:
+        decay = decay.masked_fill(reset[:, :, None, None], 0.0)
     inputs = (delta * u).unsqueeze(-1) * B.unsqueeze(2)
     h = linear_scan(decay, inputs, h0)
     y = torch.einsum("bldn,bln->bld", h, C.to(h.dtype))
@@ -298,12 +330,15 @@ def ssd_reference(
     C: Tensor,
     D: Tensor | None = None,
     h0: Tensor | None = None,
+    reset: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``ssd_chunked`` as a loop of ``ssd_step`` over time (ground truth)."""
     batch, _, nheads, headdim = x.shape
     h = x.new_zeros(batch, nheads, headdim, B.shape[-1]) if h0 is None else h0
     ys = []
     for t in range(x.shape[1]):
+        if reset is not None:
+            h = h.masked_fill(reset[:, t, None, None, None], 0.0)
         y, h = ssd_step(h, x[:, t], dt[:, t], A, B[:, t], C[:, t], D)
         ys.append(y)
     return torch.stack(ys, dim=1), h
@@ -331,6 +366,7 @@ def ssd_chunked(
     chunk_size: int,
     D: Tensor | None = None,
     h0: Tensor | None = None,
+    reset: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """SSD over a whole sequence by its chunked decomposition (see the module docstring).
 
@@ -340,6 +376,7 @@ def ssd_chunked(
         chunk_size: steps per chunk Q; L need not be a multiple (the tail is zero-padded:
             Δ = 0 leaves the state unchanged). Chunks are shortened to L when L < Q.
         D: broadcastable to (nheads, headdim) or None. h0: (batch, nheads, headdim, d_state).
+        reset: (batch, L) bool or None; True where the state before the step is dropped.
 
     Returns:
         y: (batch, L, nheads, headdim) and the final state (batch, nheads, headdim, d_state).
@@ -353,22 +390,24 @@ def ssd_chunked(
         x, dt, B, C = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, dt, B, C))
     nchunks = (length + pad) // q
     dtype = torch.promote_types(x.dtype, A.dtype)
+    log_decay = (dt * A).to(dtype)
+    if reset is not None:
+        log_decay = log_decay.masked_fill(F.pad(reset, (0, pad)).unsqueeze(-1), float("-inf"))
 
     # b: batch, c: chunk, l/s: step in chunk, g: group, r: head in group, p: headdim, n: d_state
     xdt = (x * dt.unsqueeze(-1)).to(dtype).reshape(batch, nchunks, q, ngroups, reps, headdim)
     Bc = B.to(dtype).reshape(batch, nchunks, q, ngroups, d_state)
     Cc = C.to(dtype).reshape(batch, nchunks, q, ngroups, d_state)
-    log_decay = (dt * A).to(dtype).reshape(batch, nchunks, q, ngroups, reps)
-    log_decay = log_decay.permute(0, 3, 4, 1, 2)  # (b, g, r, c, l)
-    cum = log_decay.cumsum(dim=-1)
+    log_decay = log_decay.reshape(batch, nchunks, q, ngroups, reps).permute(0, 3, 4, 1, 2)
+    cum = log_decay.cumsum(dim=-1)  # (b, g, r, c, l)
 
     # (1) diagonal blocks: attention-like form inside each chunk.
     scores = torch.einsum("bclgn,bcsgn->bgcls", Cc, Bc)
-    weights = scores.unsqueeze(2) * torch.exp(segsum(log_decay))  # (b, g, r, c, l, s)
-    y = torch.einsum("bgrcls,bcsgrp->bclgrp", weights, xdt)
+    decays = torch.exp(segsum(log_decay))  # (b, g, r, c, l, s)
+    y = torch.einsum("bgrcls,bcsgrp->bclgrp", scores.unsqueeze(2) * decays, xdt)
 
-    # (2) state each chunk adds, decayed to the chunk's end.
-    to_end = torch.exp(cum[..., -1:] - cum)
+    # (2) state each chunk adds, decayed to the chunk's end (the last row of the segment sums).
+    to_end = decays[..., -1, :]
     chunk_states = torch.einsum("bclgn,bgrcl,bclgrp->bcgrpn", Bc, to_end, xdt)
 
     # (3) recurrence over chunks: H_c = exp(s_Q) H_{c-1} + S_c.

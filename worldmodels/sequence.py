@@ -8,19 +8,29 @@ blocks, Gu & Dao 2023); ``GRUModel`` and ``TransformerModel`` are the baselines.
 
 Every model maps (batch, L, d_model) -> (batch, L, d_model) causally and has two modes:
 
-* ``forward(x, state=None) -> (y, state)``: a whole sequence in parallel (training), optionally
-  continuing from ``state``;
-* ``step(x_t, state) -> (y_t, state)``: one step (imagination), with
-  ``initial_state(batch_size)`` to start from.
+* ``forward(x, state=None, reset=None) -> (y, state)``: a whole sequence in parallel (training),
+  optionally continuing from ``state``;
+* ``step(x_t, state=None, reset=None) -> (y_t, state)``: one step (imagination), x_t
+  (batch, d_model), with ``initial_state(batch_size)`` to start from.
+
+``reset`` marks episode starts, so a training window may cross episodes: a bool tensor of shape
+(batch, L) for ``forward``, (batch,) for ``step``, True where that step starts a new episode.
+The state carried into such a step (from the step before, or the given state at the first step)
+is replaced by the initial state for that row before the step runs, so each row's outputs and
+final state equal running its episodes separately, each from ``initial_state``. The Mamba
+models also cut their convolution window there; the transformer masks the keys before the
+row's latest reset (RoPE is relative, so masking alone restarts positions), also in later calls
+that continue from the returned ``KVCache``. ``reset=None`` costs nothing extra.
 
 Running T steps one at a time gives the outputs and final state of one ``forward`` over the T
-steps (up to float rounding). States are opaque per model (tuples of tensors), never modified in
-place. ``make_sequence_model(kind, **kwargs)`` builds one by config name
+steps (up to float rounding), resets included. States are opaque per model (tuples of tensors),
+never modified in place. ``make_sequence_model(kind, **kwargs)`` builds one by config name
 (``worldmodel.sequence=mamba2``).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -31,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deeprl.errors import close_matches
-from deeprl.worldmodels.mamba import Mamba, check_sequence, check_step_input
+from deeprl.worldmodels.mamba import Mamba, check_reset, check_sequence, check_step_input
 from deeprl.worldmodels.mamba2 import Mamba2
 
 __all__ = [
@@ -52,15 +62,19 @@ class SequenceModel(nn.Module, ABC):
     d_model: int
 
     @abstractmethod
-    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        """x: (batch, L, d_model), state from ``initial_state``/earlier calls or None (start).
+    def forward(self, x: Tensor, state: Any = None,
+                reset: Tensor | None = None) -> tuple[Tensor, Any]:
+        """x: (batch, L, d_model), state from ``initial_state``/earlier calls or None (start),
+        reset: (batch, L) bool, True where a step starts a new episode, or None.
 
         Returns y (batch, L, d_model) and the state after the last step.
         """
 
     @abstractmethod
-    def step(self, x_t: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        """x_t: (batch, d_model) -> y_t (batch, d_model) and the new state."""
+    def step(self, x_t: Tensor, state: Any = None,
+             reset: Tensor | None = None) -> tuple[Tensor, Any]:
+        """x_t: (batch, d_model), reset: (batch,) bool or None -> y_t (batch, d_model) and the
+        new state."""
 
     @abstractmethod
     def initial_state(self, batch_size: int, device: torch.device | str | None = None,
@@ -109,7 +123,8 @@ class _MambaStack(SequenceModel):
             for layer in self.layers:
                 layer.mixer.out_proj.weight /= math.sqrt(n_layers)
 
-    def forward(self, x: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple]:
+    def forward(self, x: Tensor, state: tuple | None = None,
+                reset: Tensor | None = None) -> tuple[Tensor, tuple]:
         who = type(self).__name__
         check_sequence(x, self.d_model, who)
         if state is None:
@@ -117,12 +132,14 @@ class _MambaStack(SequenceModel):
         _check_layer_states(state, self.n_layers, who)
         new_state = []
         for layer, layer_state in zip(self.layers, state, strict=True):
-            h, layer_state = layer.mixer(layer.norm(x), layer_state)
+            h, layer_state = layer.mixer(layer.norm(x), state=layer_state, reset=reset,
+                                         return_state=True)
             x = x + h
             new_state.append(layer_state)
         return self.norm_f(x), tuple(new_state)
 
-    def step(self, x_t: Tensor, state: tuple | None = None) -> tuple[Tensor, tuple]:
+    def step(self, x_t: Tensor, state: tuple | None = None,
+             reset: Tensor | None = None) -> tuple[Tensor, tuple]:
         who = type(self).__name__
         check_step_input(x_t, self.d_model, who)
         if state is None:
@@ -130,7 +147,7 @@ class _MambaStack(SequenceModel):
         _check_layer_states(state, self.n_layers, who)
         new_state = []
         for layer, layer_state in zip(self.layers, state, strict=True):
-            h, layer_state = layer.mixer.step(layer.norm(x_t), layer_state)
+            h, layer_state = layer.mixer.step(layer.norm(x_t), layer_state, reset)
             x_t = x_t + h
             new_state.append(layer_state)
         return self.norm_f(x_t), tuple(new_state)
@@ -171,6 +188,11 @@ class MambaModel(_MambaStack):
         super().__init__(d_model, n_layers, make, device, dtype)
 
 
+def _zero_rows(state: Tensor, reset: Tensor) -> Tensor:
+    """GRU state (n_layers, batch, d_model) with the rows where reset (batch,) is True zeroed."""
+    return state.masked_fill(reset.view(1, -1, 1), 0.0)
+
+
 class GRUModel(SequenceModel):
     """Stacked GRU baseline (the RSSM's recurrence); state (n_layers, batch, d_model)."""
 
@@ -187,16 +209,34 @@ class GRUModel(SequenceModel):
             got = tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
             raise ValueError(f"GRUModel expects a state of shape {want}, got {got}")
 
-    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, state: Tensor | None = None,
+                reset: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_sequence(x, self.d_model, "GRUModel")
         if state is not None:
             self._check_state(state, x.shape[0])
-        return self.gru(x, state)
+        if reset is None:
+            return self.gru(x, state)
+        check_reset(reset, x.shape[:2], "GRUModel")
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device, x.dtype)
+        # nn.GRU cannot reset inside a sequence: run it on the spans between the steps where
+        # some row resets, zeroing those rows' states in between.
+        cuts = (reset[:, 1:].any(0).nonzero().flatten() + 1).tolist()
+        ys = []
+        for start, end in itertools.pairwise([0, *cuts, x.shape[1]]):
+            y, state = self.gru(x[:, start:end], _zero_rows(state, reset[:, start]))
+            ys.append(y)
+        return torch.cat(ys, dim=1), state
 
-    def step(self, x_t: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def step(self, x_t: Tensor, state: Tensor | None = None,
+             reset: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_step_input(x_t, self.d_model, "GRUModel")
         if state is not None:
             self._check_state(state, x_t.shape[0])
+        if reset is not None:
+            check_reset(reset, x_t.shape[:1], "GRUModel.step")
+            if state is not None:
+                state = _zero_rows(state, reset)
         y, state = self.gru(x_t.unsqueeze(1), state)
         return y.squeeze(1), state
 
@@ -208,11 +248,17 @@ class GRUModel(SequenceModel):
 
 class KVCache(NamedTuple):
     """Transformer state: per layer keys/values (batch, n_heads, cached, head_dim), after RoPE,
-    and the number of steps seen. With a ``window`` at most window - 1 steps are kept."""
+    and the number of steps seen. With a ``window`` at most window - 1 steps are kept.
+
+    ``start`` (batch,) int64: the step (counted as ``position``) where each row's episode began;
+    later queries of that row do not attend to cached keys before it. None until a call has
+    had a ``reset``: no key is hidden.
+    """
 
     keys: tuple[Tensor, ...]
     values: tuple[Tensor, ...]
     position: int
+    start: Tensor | None = None
 
 
 def _rotary(x: Tensor, positions: Tensor) -> Tensor:
@@ -241,8 +287,10 @@ class _TransformerLayer(nn.Module):
         self.fc1 = nn.Linear(d_model, 4 * d_model, **factory)
         self.fc2 = nn.Linear(4 * d_model, d_model, **factory)
 
-    def forward(self, x: Tensor, keys: Tensor, values: Tensor,
-                position: int) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, keys: Tensor, values: Tensor, position: int,
+                query_start: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """query_start: None, or per row and query (batch, L or 1) the first key position that
+        query may attend to (its episode's start)."""
         batch, length, width = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.n_heads, -1).permute(
             2, 0, 3, 1, 4)
@@ -250,7 +298,7 @@ class _TransformerLayer(nn.Module):
         q, k = _rotary(q, positions), _rotary(k, positions)
         cached = keys.shape[2]
         keys, values = torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2)
-        if cached == 0 and (self.window is None or length <= self.window):
+        if query_start is None and cached == 0 and (self.window is None or length <= self.window):
             attended = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
         else:
             key_positions = torch.arange(position - cached, position + length, device=x.device)
@@ -258,6 +306,8 @@ class _TransformerLayer(nn.Module):
             mask = lag >= 0
             if self.window is not None:
                 mask &= lag < self.window
+            if query_start is not None:  # (L, keys) -> (batch, 1 for the heads, L, keys)
+                mask = (mask & (key_positions >= query_start.unsqueeze(-1))).unsqueeze(1)
             attended = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         x = x + self.out_proj(attended.transpose(1, 2).reshape(batch, length, width))
         x = x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
@@ -299,23 +349,39 @@ class TransformerModel(SequenceModel):
         if state.keys[0].shape[0] != batch:
             raise ValueError(f"TransformerModel state is for batch {state.keys[0].shape[0]}, "
                              f"input has batch {batch}")
+        if state.start is not None and tuple(state.start.shape) != (batch,):
+            raise ValueError(f"TransformerModel state has start of shape "
+                             f"{tuple(state.start.shape)}, expected ({batch},)")
 
-    def forward(self, x: Tensor, state: KVCache | None = None) -> tuple[Tensor, KVCache]:
+    def forward(self, x: Tensor, state: KVCache | None = None,
+                reset: Tensor | None = None) -> tuple[Tensor, KVCache]:
         check_sequence(x, self.d_model, "TransformerModel")
+        batch, length, _ = x.shape
         if state is None:
-            state = self.initial_state(x.shape[0], x.device, x.dtype)
-        self._check_state(state, x.shape[0])
+            state = self.initial_state(batch, x.device, x.dtype)
+        self._check_state(state, batch)
+        query_start = None if state.start is None else state.start.unsqueeze(1)
+        if reset is not None:
+            check_reset(reset, (batch, length), "TransformerModel")
+            steps = torch.arange(state.position, state.position + length, device=x.device)
+            before = steps.new_zeros(batch, 1) if query_start is None else query_start
+            # Each query's episode starts at the latest reset at or before it.
+            query_start = torch.where(reset, steps, before).cummax(dim=1).values
         keys, values = [], []
         for layer, k, v in zip(self.layers, state.keys, state.values, strict=True):
-            x, k, v = layer(x, k, v, state.position)
+            x, k, v = layer(x, k, v, state.position, query_start)
             keys.append(k)
             values.append(v)
-        return self.norm_f(x), KVCache(tuple(keys), tuple(values),
-                                       state.position + x.shape[1])
+        start = None if query_start is None else query_start[:, -1]
+        return self.norm_f(x), KVCache(tuple(keys), tuple(values), state.position + length, start)
 
-    def step(self, x_t: Tensor, state: KVCache | None = None) -> tuple[Tensor, KVCache]:
+    def step(self, x_t: Tensor, state: KVCache | None = None,
+             reset: Tensor | None = None) -> tuple[Tensor, KVCache]:
         check_step_input(x_t, self.d_model, "TransformerModel")
-        y, state = self.forward(x_t.unsqueeze(1), state)
+        if reset is not None:
+            check_reset(reset, x_t.shape[:1], "TransformerModel.step")
+            reset = reset.unsqueeze(1)
+        y, state = self.forward(x_t.unsqueeze(1), state, reset)
         return y.squeeze(1), state
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None,

@@ -25,6 +25,16 @@ class Buffer(ABC):
     def __len__(self) -> int:
         """Number of stored transitions (over all envs)."""
 
+    def end_episodes(self) -> None:
+        """Close every env's stored episode at its last written step (marked truncated, so
+        returns bootstrap from its ``next_obs``) and start a new one with the next added step.
+
+        For resuming a run whose envs could not restore their state (they start fresh episodes):
+        without it, n-step returns, frame stacks, sequences and GAE would join the old episode to
+        the new one. A no-op on an empty buffer; persists through :meth:`state_dict`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot close its stored episodes")
+
     @abstractmethod
     def state_dict(self) -> dict:
         """Contents and cursors, so a resumed run continues with the same data."""

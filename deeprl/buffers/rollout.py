@@ -9,6 +9,9 @@ Estimation": with TD errors
 where ``s'_t`` is the observation the step reached *before* any autoreset. On truncation
 (``done_t`` but not ``term_t``) the value of ``s'_t`` still counts, so a time limit bootstraps;
 on termination it does not. Returns are ``A_t + V(s_t)``.
+
+:meth:`RolloutBuffer.end_episodes` (on resuming with envs that restart their episodes) sets
+``done`` on the last stored step, so the trace stops there and it bootstraps from V(s'_t).
 """
 
 from __future__ import annotations
@@ -83,11 +86,23 @@ class RolloutBuffer(Buffer):
     def __len__(self) -> int:
         return self.pos * self.num_envs
 
+    def end_episodes(self) -> None:
+        """Mark the last added step truncated unless it terminated, so GAE bootstraps from its
+        ``next_obs`` and does not join the next added step's episode. A no-op when empty."""
+        if self.pos == 0:
+            return
+        last = self.pos - 1
+        truncated = self.data["truncated"]
+        truncated[last] = truncated[last] | ~self.data["terminated"][last]
+
     def state_dict(self) -> dict:
         return {"pos": self.pos, "data": {k: v[: self.pos].clone() for k, v in self.data.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.data, self.pos = {}, 0
-        saved = state["data"]
-        for t in range(state["pos"]):
-            self.add({k: v[t].to(self.device) for k, v in saved.items()})
+        saved, self.pos = state["data"], int(state["pos"])
+        self.data = {
+            k: torch.empty((self.num_steps, *v.shape[1:]), dtype=v.dtype, device=self.device)
+            for k, v in saved.items()
+        }
+        for key, value in saved.items():
+            self.data[key][: self.pos] = value.to(self.device)

@@ -109,3 +109,48 @@ class EpisodeTally:
         self.returns[done] = 0.0
         self.lengths[done] = 0
         return episode_return, episode_length
+
+
+class HostVectorEnv(VectorEnv):
+    """Base of vector envs whose backend steps on the host and returns numpy arrays (gymnasium,
+    EnvPool). Subclasses set ``_tally = EpisodeTally(num_envs)`` and build each step's
+    :class:`StepResult` with :meth:`_step_result`."""
+
+    _tally: EpisodeTally
+
+    def _to_torch(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(array).to(self.device)
+
+    def _step_result(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        info: dict[str, np.ndarray],
+    ) -> StepResult:
+        """One host step as a :class:`StepResult` on ``device``; advances the episode tally.
+
+        Args:
+            obs: (N, *obs_shape) observations after the autoreset.
+            next_obs: (N, *obs_shape) observations reached by the step (the final ones where an
+                episode ended).
+            reward: (N,) rewards.
+            terminated, truncated: (N,) bool flags as the backend reports them; a step flagged
+                both is a termination (value 0 beyond it), not a truncation.
+            info: numeric per-copy extras (N, ...).
+        """
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool) & ~terminated
+        episode_return, episode_length = self._tally.step(reward, terminated | truncated)
+        return StepResult(
+            obs=self._to_torch(obs),
+            next_obs=self._to_torch(next_obs),
+            reward=self._to_torch(np.asarray(reward, dtype=np.float32)),
+            terminated=self._to_torch(terminated),
+            truncated=self._to_torch(truncated),
+            episode_return=self._to_torch(episode_return.astype(np.float32)),
+            episode_length=self._to_torch(episode_length),
+            info={k: self._to_torch(v) for k, v in info.items()},
+        )

@@ -18,7 +18,7 @@ import gymnasium
 import numpy as np
 import torch
 
-from deeprl.envs.base import EpisodeTally, StepResult, VectorEnv
+from deeprl.envs.base import EpisodeTally, HostVectorEnv, StepResult
 from deeprl.envs.pool import PooledAsyncVectorEnv
 from deeprl.envs.spec import Box, Discrete, EnvSpec, Space
 from deeprl.errors import UserError, close_matches
@@ -80,6 +80,23 @@ def _numeric(value: Any) -> np.ndarray | None:
     return None
 
 
+def _info_arrays(info: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Numeric per-copy info entries (N, ...). For finished copies gymnasium reports the step's
+    info under ``final_info`` (the top level holds the reset's): use it."""
+    final = info.get("final_info", {})
+    arrays = {}
+    for key in [*info, *(k for k in final if k not in info)]:
+        if key.startswith("_") or key in ("final_obs", "final_info"):
+            continue
+        value, final_value = _numeric(info.get(key)), _numeric(final.get(key))
+        if final_value is not None:
+            mask = final[f"_{key}"].reshape(-1, *(1,) * (final_value.ndim - 1))
+            value = final_value if value is None else np.where(mask, final_value, value)
+        if value is not None:
+            arrays[key] = value
+    return arrays
+
+
 class _Wrapped:
     """``fn()`` with ``wrappers`` applied, innermost first (a class, so it pickles for async)."""
 
@@ -97,7 +114,7 @@ class _Wrapped:
         return env
 
 
-class GymVectorEnv(VectorEnv):
+class GymVectorEnv(HostVectorEnv):
     """gymnasium ``env_id`` vectorized by gymnasium's ``SyncVectorEnv`` or ``AsyncVectorEnv``.
 
     Observations come back as torch tensors on ``device`` (N, *obs_shape): float32, or uint8 for
@@ -204,9 +221,6 @@ class GymVectorEnv(VectorEnv):
         # Reset now so that step() is valid straight away, as for the torch-native envs.
         self.reset(seed)
 
-    def _to_torch(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(array).to(self.device)
-
     def reset(self, seed: int | None = None) -> torch.Tensor:
         obs, _ = self.env.reset(seed=seed)
         self._tally.reset()
@@ -218,43 +232,13 @@ class GymVectorEnv(VectorEnv):
             action = action + self._action_start
         obs, reward, terminated, truncated, info = self.env.step(action)
         obs = np.asarray(obs, dtype=self._obs_dtype)
-        # gymnasium may flag both when the time limit falls on a terminal step: that is a
-        # termination (value 0 beyond it), not a truncation.
-        truncated = truncated & ~terminated
         done = terminated | truncated
         next_obs = obs
         if done.any():
             next_obs = obs.copy()
             rows = np.flatnonzero(done)
             next_obs[rows] = np.stack([info["final_obs"][i] for i in rows])
-
-        episode_return, episode_length = self._tally.step(reward, done)
-        return StepResult(
-            obs=self._to_torch(obs),
-            next_obs=self._to_torch(next_obs),
-            reward=self._to_torch(reward.astype(np.float32)),
-            terminated=self._to_torch(terminated),
-            truncated=self._to_torch(truncated),
-            episode_return=self._to_torch(episode_return.astype(np.float32)),
-            episode_length=self._to_torch(episode_length),
-            info=self._info_tensors(info),
-        )
-
-    def _info_tensors(self, info: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Numeric per-copy info entries as tensors (N, ...). For finished copies gymnasium
-        reports the step's info under ``final_info`` (the top level holds the reset's): use it."""
-        final = info.get("final_info", {})
-        tensors = {}
-        for key in [*info, *(k for k in final if k not in info)]:
-            if key.startswith("_") or key in ("final_obs", "final_info"):
-                continue
-            value, final_value = _numeric(info.get(key)), _numeric(final.get(key))
-            if final_value is not None:
-                mask = final[f"_{key}"].reshape(-1, *(1,) * (final_value.ndim - 1))
-                value = final_value if value is None else np.where(mask, final_value, value)
-            if value is not None:
-                tensors[key] = self._to_torch(value)
-        return tensors
+        return self._step_result(obs, next_obs, reward, terminated, truncated, _info_arrays(info))
 
     def close(self) -> None:
         self.env.close()

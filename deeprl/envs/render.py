@@ -129,7 +129,7 @@ def record_video(
     env behind it then renders ``rgb_array`` frames).
 
     Args:
-        agent: a :class:`deeprl.agent.Agent` (``agent.act(obs, deterministic)``).
+        agent: a :class:`deeprl.agent.Agent`; the recording keeps its own policy state.
         env: a vector env, or a function making one (closed again after recording).
         path: the mp4 file to write.
         fps: frames per second of the video.
@@ -156,15 +156,17 @@ def record_video(
     agent.eval()
     try:
         obs = venv.reset(seed=seed)
+        state = agent.initial_state(venv.num_envs)
+        is_first = torch.ones(venv.num_envs, dtype=torch.bool, device=venv.device)
         frames = [frame(obs)]
         for _ in range(max_steps):
             with torch.inference_mode():
-                action, _ = agent.act(obs, deterministic=deterministic)
+                action, _, state = agent.act(obs, state, is_first, deterministic=deterministic)
             result = venv.step(action)
             if bool(result.done[0]):
                 frames.append(result.next_obs[0].cpu().numpy() if pixels else frames[-1])
                 break
-            obs = result.obs
+            obs, is_first = result.obs, result.done
             frames.append(frame(obs))
     finally:
         agent.train(was_training)

@@ -69,3 +69,53 @@ class EnvSpec:
     @property
     def discrete(self) -> bool:
         return isinstance(self.action_space, Discrete)
+
+
+def _space_to_dict(space: Space) -> dict:
+    if isinstance(space, Discrete):
+        return {"type": "discrete", "n": space.n}
+    return {
+        "type": "box",
+        "shape": list(space.shape),
+        "low": list(space.low),
+        "high": list(space.high),
+        "dtype": str(space.dtype).removeprefix("torch."),
+    }
+
+
+def _space_from_dict(data: dict) -> Space:
+    if data["type"] == "discrete":
+        return Discrete(int(data["n"]))
+    dtype = getattr(torch, data["dtype"])
+    return Box(tuple(data["shape"]), tuple(data["low"]), tuple(data["high"]), dtype)
+
+
+def spec_to_dict(spec: EnvSpec) -> dict:
+    """``spec`` as JSON-ready data (metadata entries that are not JSON values are left out)."""
+    import json
+
+    metadata = {}
+    for key, value in spec.metadata.items():
+        try:
+            json.dumps(value, allow_nan=True)
+        except (TypeError, ValueError):
+            continue
+        metadata[key] = value
+    return {
+        "id": spec.id,
+        "observation_space": _space_to_dict(spec.observation_space),
+        "action_space": _space_to_dict(spec.action_space),
+        "max_episode_steps": spec.max_episode_steps,
+        "metadata": metadata,
+    }
+
+
+def spec_from_dict(data: dict) -> EnvSpec:
+    """The :class:`EnvSpec` that :func:`spec_to_dict` described."""
+    return EnvSpec(
+        id=data["id"],
+        observation_space=_space_from_dict(data["observation_space"]),
+        action_space=_space_from_dict(data["action_space"]),
+        max_episode_steps=data["max_episode_steps"],
+        metadata=dict(data["metadata"]),
+    )

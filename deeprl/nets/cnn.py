@@ -1,4 +1,4 @@
-"""Convolutional torsos for pixel observations, and target-network updates."""
+"""Convolutional torsos for pixel observations."""
 
 from __future__ import annotations
 
@@ -31,10 +31,3 @@ class NatureCNN(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.fc(self.convs(obs.float() / 255.0))
-
-
-@torch.no_grad()
-def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """target <- tau * source + (1 - tau) * target, parameter-wise (tau = 1: hard copy)."""
-    # One fused call over all tensors instead of a Python loop of small ops.
-    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)

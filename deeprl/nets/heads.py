@@ -29,7 +29,7 @@ targets (``loss``, per element). Heads:
 ``symlog`` (Hafner et al. 2023, "Mastering Diverse Domains through World Models"):
 targets are compressed with symlog(x) = sign(x) log(|x| + 1) before the loss, and ``value``
 returns symexp(x) = sign(x) (exp(|x|) - 1) of the head's estimate; v_min/v_max are then in symlog
-space.
+space (both from :mod:`deeprl.nets.functional`).
 """
 
 from __future__ import annotations
@@ -42,15 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deeprl.config import option
 from deeprl.errors import UserError, close_matches
-
-
-def symlog(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.log1p(x.abs())
-
-
-def symexp(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.expm1(x.abs())
+from deeprl.nets.functional import symexp, symlog
 
 
 def hl_gauss_target(values: torch.Tensor, edges: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -108,13 +102,13 @@ class ValueHeadConfig:
     ignored by it. Defaults: C51's support [-10, 10] (Bellemare et al. 2017) with 51 bins, HL-Gauss
     sigma 0.75 bin widths (Farebrother et al. 2024)."""
 
-    head: str = "scalar"
-    loss: str = "mse"
-    num_bins: int = 51
+    head: str = option("scalar", choices=("scalar", "hl_gauss", "two_hot", "c51"))
+    loss: str = option("mse", choices=("mse", "huber"))  # of the scalar head
+    num_bins: int = option(51, ge=2)
     v_min: float = -10.0
     v_max: float = 10.0
-    sigma_ratio: float = 0.75
-    symlog: bool = False
+    sigma_ratio: float = option(0.75, gt=0)  # hl_gauss: sigma in bin widths
+    symlog: bool = False  # fit symlog(target) (Hafner et al. 2023)
 
 
 class ValueHead(nn.Module):

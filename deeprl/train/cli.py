@@ -1,74 +1,25 @@
 """``deeprl-train``: the Hydra entry point.
 
-Before Hydra sees the command line, overrides are checked so that user mistakes (a malformed
-override, an unknown agent or env name, a missing resume directory) end with one clear message
-and exit code 2 instead of a stack trace.
+Before Hydra sees the command line, the config is composed and validated
+(:func:`deeprl.config.compose`) for every value of a sweep, so that user mistakes (a malformed
+override, an unknown name or key, a value of the wrong type or out of range, a missing resume
+directory) end with one clear message and exit code 2 before anything runs.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
 
 import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from deeprl.errors import UserError, close_matches
+from deeprl.config import compose, config_options, parse_override, validate
+from deeprl.errors import UserError
+
+__all__ = ["config_options", "main", "run"]
 
 PROG = "deeprl-train"
-
-
-@dataclass
-class TrainSchema:
-    """Types of the ``train`` keys (values live in configs/config.yaml)."""
-
-    total_steps: int = MISSING
-    eval_every: int = MISSING
-    eval_episodes: int = MISSING
-    eval_envs: Optional[int] = MISSING  # noqa: UP045 (omegaconf needs typing.Optional)
-    eval_deterministic: bool = MISSING
-    eval_video: bool = MISSING
-    log_every: int = MISSING
-    checkpoint_every: int = MISSING
-    threads: int = MISSING
-    progress: Optional[bool] = MISSING  # noqa: UP045
-
-
-@dataclass
-class RunSchema:
-    """Types of the top-level keys; Hydra checks overrides against it."""
-
-    seed: int = MISSING
-    device: str = MISSING
-    resume: Optional[str] = MISSING  # noqa: UP045
-    train: TrainSchema = field(default_factory=TrainSchema)
-    agent: Any = MISSING
-    env: Any = MISSING
-
-
-ConfigStore.instance().store(name="deeprl_schema", node=RunSchema)
-
-
-def config_options(group: str) -> list[str]:
-    """Config names available in a group, e.g. ``env`` -> ['cartpole', ..., 'mujoco/hopper']."""
-    root = resources.files("deeprl.configs") / group
-    names: list[str] = []
-
-    def walk(node, prefix: str) -> None:
-        for child in node.iterdir():
-            if child.is_dir():
-                walk(child, f"{prefix}{child.name}/")
-            elif child.name.endswith(".yaml"):
-                names.append(prefix + child.name[: -len(".yaml")])
-
-    if root.is_dir():
-        walk(root, "")
-    return sorted(names)
-
 
 # Hydra flags that take a value in the next argument.
 _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name",
@@ -93,35 +44,10 @@ def _positional(argv: list[str]) -> list[str]:
 
 def _check_overrides(argv: list[str]) -> list[str]:
     """Validate the overrides in ``argv``; returns argv with resume's run dir wired in."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    overrides = _positional(argv)
-    parser = OverridesParser.create()
+    overrides = [parse_override(text) for text in _positional(argv)]
     extra: list[str] = []
-    for text in overrides:
-        try:
-            (override,) = parser.parse_overrides([text])
-        except OverrideParseException as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise UserError(
-                f"malformed override {text!r} ({first}). Overrides look like key=value, "
-                f"e.g. agent.lr=1e-3 or env=pendulum; quote values with spaces."
-            ) from None
-        key = override.key_or_group.lstrip("+~")
-        if key in ("agent", "env", "experiment") and not override.is_delete():
-            values = override.value()
-            values = values if isinstance(values, list) else [values]
-            if override.is_sweep_override() and not isinstance(override.value(), list):
-                continue  # ranges/globs: Hydra expands and checks them
-            options = config_options(key)
-            for value in values:
-                if str(value) not in options:
-                    raise UserError(
-                        f"unknown {key} {value!r}.{close_matches(str(value), options)} "
-                        f"Available: {', '.join(options)}"
-                    )
-        if key == "resume" and override.value() not in (None, "null", ""):
+    for override in overrides:
+        if override.key_or_group == "resume" and override.value() not in (None, "null", ""):
             run_dir = Path(str(override.value()))
             if not run_dir.is_dir():
                 raise UserError(f"resume directory {run_dir} does not exist")
@@ -130,36 +56,36 @@ def _check_overrides(argv: list[str]) -> list[str]:
             if not (run_dir / "checkpoints" / "last.pt").is_file():
                 raise UserError(f"{run_dir} has no checkpoint to resume (checkpoints/last.pt)")
             extra.append(f"hydra.run.dir={run_dir}")
-    _check_keys([o for o in overrides if not o.startswith("hydra.")])
+    # hydra.* settings are Hydra's to check; hydra/<group>=... choices compose like the rest.
+    checked = [o for o in overrides if not o.key_or_group.startswith("hydra.")]
+    for variant in _sweep_variants(checked):
+        compose(variant, return_hydra_config=True)
     return argv + extra
 
 
-def _check_keys(overrides: list[str]) -> None:
-    """Compose the config once to catch unknown keys before Hydra launches anything."""
-    from hydra import compose, initialize_config_module
-    from hydra.errors import ConfigCompositionException
-    from omegaconf.errors import OmegaConfBaseException, ValidationError
+def _sweep_variants(overrides: list) -> list[list[str]]:
+    """Override lists that together cover every value of every sweep: all sweeps at their first
+    value, then each further value of one sweep at a time (a bad value needs no product).
+    Globs and intervals, which only the sweeper can enumerate, are left to the jobs."""
+    from hydra.errors import HydraException
 
-    parser_overrides = [o for o in overrides if "," not in o.split("=", 1)[-1]]  # skip sweeps
-    with initialize_config_module("deeprl.configs", version_base=None):
+    base: list[str] = []
+    sweeps: list[tuple[int, list[str]]] = []
+    for override in overrides:
+        if not override.is_sweep_override():
+            base.append(override.input_line)
+            continue
         try:
-            compose("config", overrides=parser_overrides, return_hydra_config=True)
-        except ConfigCompositionException as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ValidationError) and getattr(cause, "full_key", None):
-                reason = str(cause).strip().splitlines()[0]
-                raise UserError(f"bad value for {cause.full_key}: {reason}") from None
-            if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-                parent, _, key = str(cause.full_key).rpartition(".")
-                cfg = compose("config")
-                known = OmegaConf.select(cfg, parent) if parent else cfg
-                options = list(known.keys()) if isinstance(known, DictConfig) else []
-                raise UserError(
-                    f"unknown config key {cause.full_key!r}.{close_matches(key, options)} "
-                    f"To add a new key, prefix it with '+' (+{cause.full_key}=...)."
-                ) from None
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            raise UserError(" ".join(lines[:2])) from None
+            values = [f"{override.get_key_element()}={v}" for v in override.sweep_string_iterator()]
+        except HydraException:
+            continue
+        if values:
+            sweeps.append((len(base), values))
+            base.append(values[0])
+    variants = [base]
+    for index, values in sweeps:
+        variants += [[*base[:index], value, *base[index + 1:]] for value in values[1:]]
+    return variants
 
 
 def run(cfg: DictConfig) -> dict | None:
@@ -176,7 +102,9 @@ def run(cfg: DictConfig) -> dict | None:
             saved.train.total_steps
         )
         cfg = saved
-    elif (run_dir / "config.yaml").exists():
+    # Values a sweeper generates (an experiment's hydra.sweeper.params) are first seen here.
+    validate(cfg)
+    if not cfg.get("resume") and (run_dir / "config.yaml").exists():
         # A re-run of a sweep lands in the same directory: continue it only if it is the same run.
         saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
         if saved != OmegaConf.to_container(cfg, resolve=True):

@@ -10,7 +10,8 @@ from deeprl.envs.spec import Box
 
 
 class Collector:
-    """Steps ``env`` with ``agent.act`` and keeps the running observation and episode tallies.
+    """Steps ``env`` with ``agent.act`` and keeps the running observation, the policy state of
+    the env copies and the episode tallies.
 
     Each :meth:`step` returns one batched transition (dict of (N, ...) tensors) with the keys
     ``obs, action, reward, next_obs, terminated, truncated`` plus the agent's extras. Continuous
@@ -22,10 +23,16 @@ class Collector:
     def __init__(self, env: VectorEnv, agent: Agent, seed: int | None = None) -> None:
         self.env = env
         self.agent = agent
-        self.obs = env.reset(seed=seed)
         self.steps = 0
         space = env.spec.action_space
         self._bounds = space.bounds(env.device) if isinstance(space, Box) else None
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start fresh episodes in every copy, with a fresh policy state."""
+        self.obs = self.env.reset(seed=seed)
+        self.policy_state = self.agent.initial_state(self.env.num_envs)
+        self.is_first = torch.ones(self.env.num_envs, dtype=torch.bool, device=self.env.device)
         self._zero_tallies()
 
     def _zero_tallies(self) -> None:
@@ -37,10 +44,13 @@ class Collector:
     def step(self) -> dict[str, torch.Tensor]:
         obs = self.obs
         with torch.inference_mode():
-            action, extras = self.agent.act(obs)
+            action, extras, self.policy_state = self.agent.act(
+                obs, self.policy_state, self.is_first
+            )
         env_action = action if self._bounds is None else action.clamp(*self._bounds)
         result = self.env.step(env_action)
         self.obs = result.obs
+        self.is_first = result.done
         self.steps += self.env.num_envs
         self.return_sum += result.episode_return.sum()
         self.length_sum += result.episode_length.sum()
@@ -72,21 +82,38 @@ class Collector:
         return {
             "obs": self.obs,
             "steps": self.steps,
+            "policy_state": self.policy_state,
+            "is_first": self.is_first,
             "tallies": torch.stack(
                 [self.return_sum, self.length_sum.double(), self.episodes.double()]
             ),
             "env": self.env.state_dict(),
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> bool:
+        """Continue where ``state`` left off. Returns False when the env cannot restore its
+        state (simulators behind gymnasium): the collector then keeps the fresh episodes it
+        started, with a fresh policy state, and the caller must close the stored episodes."""
+        self.steps = int(state["steps"])
         env_state = state.get("env")
         if env_state is None:
-            # Simulators behind gymnasium cannot be restored: start fresh episodes.
-            return
+            return False
+        device = self.env.device
         self.env.load_state_dict(env_state)
-        self.obs = state["obs"].to(self.env.device)
-        self.steps = int(state["steps"])
-        tallies = state["tallies"].to(self.env.device)
+        self.obs = state["obs"].to(device)
+        self.policy_state = _to_device(state["policy_state"], device)
+        self.is_first = state["is_first"].to(device)
+        tallies = state["tallies"].to(device)
         self.return_sum = tallies[0].clone()
         self.length_sum = tallies[1].round().long()
         self.episodes = tallies[2].round().long()
+        return True
+
+
+def _to_device(state, device: torch.device):
+    """A policy state (None, tensor or nested dict of tensors) moved to ``device``."""
+    if state is None:
+        return None
+    if isinstance(state, dict):
+        return {k: _to_device(v, device) for k, v in state.items()}
+    return state.to(device)

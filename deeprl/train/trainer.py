@@ -1,7 +1,9 @@
-"""The training loop: collect -> buffer -> update, with evaluation, logging and checkpoints.
+"""The training loop: source -> buffer -> update, with evaluation, logging and checkpoints.
 
-The trainer is agent-agnostic: on-policy and off-policy agents differ only in their buffer and in
-when ``Agent.update`` decides to learn. A run directory holds::
+The trainer is agent-agnostic. Its data source is online (an env stepped by a collector, filling
+the agent's buffer; progress counts env steps) or offline (a read-only dataset; progress counts
+gradient updates), as the agent's ``source`` declares; on- and off-policy agents differ only in
+their buffer and in when ``Agent.update`` decides to learn. A run directory holds::
 
     config.yaml        resolved configuration
     metrics.jsonl      one JSON object per logging step (``step``, ``train/...``, ``eval/...``)
@@ -9,18 +11,15 @@ when ``Agent.update`` decides to learn. A run directory holds::
     checkpoints/       last.pt (atomic) and the buffer it names, written every
                        ``train.checkpoint_every`` steps, on SIGINT/SIGTERM and at the end
     eval.json          the final evaluation; its presence marks the run as finished
-    agent.safetensors  final weights, loadable anywhere without unpickling
+    agent.safetensors  the final agent, self-contained (``deeprl.load_agent``, ``deeprl-eval``)
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from deeprl.agent import Agent, make_agent
+from deeprl.agent import Agent, agent_registry, make_agent
 from deeprl.envs.registry import make_env
 from deeprl.errors import UserError
+from deeprl.io import load_checkpoint, save_checkpoint, write_json_atomic
 from deeprl.logging import RunLogger
-from deeprl.train.checkpoint import load_checkpoint, save_checkpoint
-from deeprl.train.collector import Collector
-from deeprl.train.evaluate import evaluate
+from deeprl.train.policy_eval import EVAL_SEED_OFFSET, evaluate_policy
+from deeprl.train.sources import OfflineSource, OnlineSource
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -57,22 +56,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def build_env(env_cfg: DictConfig, num_envs: int, device: torch.device):
+def build_env(env_cfg: DictConfig | dict, num_envs: int, device: torch.device):
+    """The vector env an ``env`` config describes, with ``num_envs`` copies."""
+    if isinstance(env_cfg, DictConfig):
+        env_cfg = OmegaConf.to_container(env_cfg, resolve=True)
     options = {
-        k: v
-        for k, v in OmegaConf.to_container(env_cfg, resolve=True).items()
-        if k not in ("name", "backend", "id", "num_envs")
+        k: v for k, v in env_cfg.items() if k not in ("name", "backend", "id", "num_envs")
     }
     return make_env(
-        env_cfg.name,
+        env_cfg["name"],
         num_envs,
         device=device,
         backend=env_cfg.get("backend", "torch"),
@@ -113,14 +105,14 @@ class Trainer:
     """Runs one training run described by a composed config in ``run_dir``.
 
     Args:
-        cfg: the full config (``agent``, ``env``, ``seed``, ``device``, ``train``).
+        cfg: the full config (``agent``, ``env``, ``seed``, ``device``, ``train``, and
+            ``dataset`` for offline agents).
         run_dir: where outputs go; if it holds a checkpoint the run continues from it.
     """
 
     def __init__(self, cfg: DictConfig, run_dir: str | Path) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         train = cfg.train
         if train.threads:
             torch.set_num_threads(int(train.threads))
@@ -129,63 +121,92 @@ class Trainer:
 
         agent_options = OmegaConf.to_container(cfg.agent, resolve=True)
         agent_name = agent_options.pop("name")
-        num_envs = cfg.env.get("num_envs") or agent_options.get("num_envs") or 1
-        agent_options["num_envs"] = num_envs
-        self.env = build_env(cfg.env, num_envs, self.device)
-        self.eval_env = build_env(cfg.env, int(train.eval_envs or train.eval_episodes), self.device)
+        agent_cls = agent_registry()[agent_name]
+        self.env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
+        eval_envs = int(train.eval_envs or train.eval_episodes)
+        if agent_cls.source == "offline":
+            dataset_cfg = cfg.get("dataset")
+            if not dataset_cfg:
+                raise UserError(
+                    f"agent={agent_name} learns from a dataset: choose one with dataset=<name>"
+                )
+            from deeprl.datasets import load_dataset
+
+            dataset = load_dataset(OmegaConf.to_container(dataset_cfg, resolve=True), self.device)
+            self.env_cfg = dataset.env or self.env_cfg
+            spec, num_envs = dataset.spec, 1
+            self.eval_env = build_env(self.env_cfg, eval_envs, self.device)
+            _check_dataset_env(spec, self.eval_env.spec)
+        else:
+            if cfg.get("dataset"):
+                raise UserError(
+                    f"agent={agent_name} learns online from an env; drop the dataset "
+                    f"(~dataset) or choose an offline agent"
+                )
+            num_envs = cfg.env.get("num_envs") or agent_options.get("num_envs") or 1
+            agent_options["num_envs"] = num_envs
+            env = build_env(self.env_cfg, num_envs, self.device)
+            spec = env.spec
+            self.eval_env = build_env(self.env_cfg, eval_envs, self.device)
         self.agent: Agent = make_agent(
-            agent_name,
-            self.env.spec,
-            num_envs,
-            self.device,
-            agent_options,
+            agent_name, spec, num_envs, self.device, agent_options,
             total_steps=int(train.total_steps),
         )
-        self.buffer = self.agent.make_buffer()
-        self.collector = Collector(self.env, self.agent, seed=int(cfg.seed))
+        if agent_cls.source == "offline":
+            self.source = OfflineSource(dataset)
+        else:
+            self.source = OnlineSource(env, self.agent, seed=int(cfg.seed))
         self.last_eval: dict | None = None
-        self.last_eval_step = -1
+        # Setup succeeded: from here on the directory holds this run.
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def buffer(self):
+        """The buffer the agent learns from (the replay or rollout online, the dataset offline)."""
+        return self.source.buffer
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save(self) -> None:
-        """Checkpoint the run. The buffer (a replay can hold gigabytes) goes to its own file,
-        named by step and written first, so ``last.pt`` always points at a complete buffer."""
-        step = self.collector.steps
+        """Checkpoint the run. An online buffer (a replay can hold gigabytes) goes to its own
+        file, named by step and written first, so ``last.pt`` always points at a complete
+        buffer; a dataset is not saved (it is read again on resume)."""
+        step = self.source.steps
         checkpoints = self.run_dir / CHECKPOINT.parent
-        buffer_file = f"buffer-{step}.pt"
-        save_checkpoint(checkpoints / buffer_file, {"buffer": self.buffer.state_dict()})
         state = {
             "step": step,
             "agent": self.agent.checkpoint_state(),
-            "buffer_file": buffer_file,
-            "collector": self.collector.state_dict(),
+            "source": self.source.state_dict(),
             "rng": {"torch": torch.get_rng_state()},
         }
+        if self.source.persistent:
+            state["buffer_file"] = f"buffer-{step}.pt"
+            buffer_state = {"buffer": self.buffer.state_dict()}
+            save_checkpoint(checkpoints / state["buffer_file"], buffer_state)
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         save_checkpoint(self.run_dir / CHECKPOINT, state)
         for old in checkpoints.glob("buffer-*.pt"):
-            if old.name != buffer_file:
+            if old.name != state.get("buffer_file"):
                 old.unlink()
 
     def restore(self) -> int:
         state = load_checkpoint(self.run_dir / CHECKPOINT, map_location=self.device)
-        buffer_path = self.run_dir / CHECKPOINT.parent / state["buffer_file"]
-        buffer_state = load_checkpoint(buffer_path, map_location=self.device)["buffer"]
         self.agent.load_checkpoint_state(state["agent"])
-        self.buffer.load_state_dict(buffer_state)
-        self.collector.load_state_dict(state["collector"])
-        self.collector.steps = int(state["step"])
+        if self.source.persistent:
+            buffer_path = self.run_dir / CHECKPOINT.parent / state["buffer_file"]
+            buffer_state = load_checkpoint(buffer_path, map_location=self.device)["buffer"]
+            self.buffer.load_state_dict(buffer_state)
+        self.source.load_state_dict(state["source"])
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-        return self.collector.steps
+        return self.source.steps
 
     # ---- evaluation ---------------------------------------------------------------------------
     def run_evaluation(self, step: int, logger: RunLogger) -> dict:
         train = self.cfg.train
-        seed = int(self.cfg.seed) + 1_000_003
-        report = evaluate(
+        seed = int(self.cfg.seed) + EVAL_SEED_OFFSET
+        report = evaluate_policy(
             self.agent,
             self.eval_env,
             episodes=int(train.eval_episodes),
@@ -193,7 +214,7 @@ class Trainer:
             deterministic=bool(train.eval_deterministic),
         )
         report["step"] = step
-        self.last_eval, self.last_eval_step = report, step
+        self.last_eval = report
         if train.eval_video:
             from deeprl.envs.render import record_video
 
@@ -209,17 +230,7 @@ class Trainer:
         return report
 
     def _video_env(self):
-        """One env copy that renders frames: torch-native tasks are shown through gymnasium's
-        implementation of the same dynamics; suites and gym ids render their own."""
-        env_cfg = OmegaConf.to_container(self.cfg.env, resolve=True)
-        if env_cfg.get("backend", "torch") == "torch":
-            env_cfg = {"name": env_cfg["name"], "backend": "gym"}
-        if env_cfg["backend"] == "gym":
-            env_cfg["make_kwargs"] = {**(env_cfg.get("make_kwargs") or {}),
-                                      "render_mode": "rgb_array"}
-        else:
-            env_cfg["render"] = True
-        return build_env(OmegaConf.create(env_cfg), 1, self.device)
+        return build_video_env(self.env_cfg, self.device)
 
     # ---- loop ---------------------------------------------------------------------------------
     def train(self) -> dict | None:
@@ -242,15 +253,14 @@ class Trainer:
         interrupted = False
         with _StopSignal() as stop:
             while step < total:
-                self.buffer.add(self.collector.step())
-                prev, step = step, self.collector.steps
+                prev, step = step, self.source.advance()
                 metrics = self.agent.update(self.buffer, step)
                 if metrics is not None:
                     update_metrics = metrics
                 evaluate_now = _crossed(eval_every, prev, step) or step >= total
                 if _crossed(log_every, prev, step) or evaluate_now:
                     record = {f"train/{k}": float(v) for k, v in update_metrics.items()}
-                    record.update(self.collector.pop_episode_stats())
+                    record.update(self.source.pop_stats())
                     if evaluate_now:
                         report = self.run_evaluation(step, logger)
                         record["eval/return_mean"] = report["return_mean"]
@@ -274,12 +284,33 @@ class Trainer:
             )
             return None
         self.save()
-        from safetensors.torch import save_file
-
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.agent.state_dict().items()}
-        save_file(weights, str(self.run_dir / "agent.safetensors"))
+        self.agent.save(self.run_dir / "agent.safetensors", env=self.env_cfg)
         write_json_atomic(self.run_dir / "eval.json", self.last_eval)
         logger.close(step)
-        self.env.close()
+        self.source.close()
         self.eval_env.close()
         return self.last_eval
+
+
+def build_video_env(env_cfg: dict, device: torch.device):
+    """One env copy that renders frames: torch-native tasks are shown through gymnasium's
+    implementation of the same dynamics; suites and gym ids render their own."""
+    env_cfg = dict(env_cfg)
+    if env_cfg.get("backend", "torch") == "torch":
+        env_cfg = {"name": env_cfg["name"], "backend": "gym"}
+    if env_cfg["backend"] == "gym":
+        env_cfg["make_kwargs"] = {**(env_cfg.get("make_kwargs") or {}), "render_mode": "rgb_array"}
+    else:
+        env_cfg["render"] = True
+    return build_env(env_cfg, 1, device)
+
+
+def _check_dataset_env(data: Any, env: Any) -> None:
+    """The eval env must have the dataset's observation and action spaces."""
+    for what in ("observation_space", "action_space"):
+        a, b = getattr(data, what), getattr(env, what)
+        if type(a) is not type(b) or a.shape != b.shape:
+            raise UserError(
+                f"the dataset's {what} ({a}) does not match the eval env {env.id}'s ({b}); "
+                f"choose the env the data was recorded on with env=<name>"
+            )

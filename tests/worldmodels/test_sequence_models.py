@@ -1,5 +1,7 @@
-"""Sequence models: step mode equals the parallel pass, gradients, errors, mamba-ssm layouts."""
+"""Sequence models: step mode equals the parallel pass, resets, gradients, errors, mamba-ssm
+layouts and calls."""
 
+import itertools
 import math
 
 import pytest
@@ -14,6 +16,8 @@ from deeprl.worldmodels import (
     Mamba,
     Mamba2,
     Mamba2Model,
+    SSMState,
+    TransformerModel,
     make_sequence_model,
 )
 from deeprl.worldmodels.scans import selective_scan_reference, ssd_reference
@@ -100,6 +104,109 @@ def test_gradients_reach_every_parameter(name):
         assert param.grad.abs().sum() > 0, pname
 
 
+# --- resets: windows that cross episodes ------------------------------------------------------
+# Episode starts per row in a window of 9 steps: inside the first Mamba-2 chunk (of 4); at step 0,
+# dropping a non-zero incoming state, then exactly on a chunk boundary; two inside chunks; none.
+RESETS = [[3], [0, 4], [2, 7], []]
+LENGTH = 9
+
+
+def _reset_mask(resets, length):
+    mask = torch.zeros(len(resets), length, dtype=torch.bool)
+    for row, starts in enumerate(resets):
+        mask[row, starts] = True
+    return mask
+
+
+def _state_row(state, row):
+    """One batch row of a GRU or Mamba state, keeping the batch dimension."""
+    if isinstance(state, torch.Tensor):  # GRU: (n_layers, batch, d_model)
+        return state[:, row:row + 1]
+    return tuple(SSMState(*(t[row:row + 1] for t in layer)) for layer in state)
+
+
+def _window_crossing_episodes(seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    warm, x, after = (torch.randn(4, n, 32, generator=gen) for n in (5, LENGTH, 3))
+    return warm, x, after, _reset_mask(RESETS, LENGTH)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_reset_equals_running_episodes_separately(name):
+    model = _model(name)
+    warm, x, after, reset = _window_crossing_episodes()
+    _, state = model(warm)
+    y, state = model(x, state, reset)
+    y_after, _ = model(after, state)
+    for row, starts in enumerate(RESETS):
+        _, piece_state = model(warm[row:row + 1])
+        for start, end in itertools.pairwise(sorted({0, *starts, LENGTH})):
+            if start in starts:
+                piece_state = None
+            y_piece, piece_state = model(x[row:row + 1, start:end], piece_state)
+            torch.testing.assert_close(y[row:row + 1, start:end], y_piece, **TOL)
+        if not isinstance(model, TransformerModel):  # its cache also holds the masked keys
+            _assert_states_close(_state_row(state, row), piece_state)
+        # The final state continues as the last episode's does (the masked keys stay hidden).
+        torch.testing.assert_close(y_after[row:row + 1], model(after[row:row + 1], piece_state)[0],
+                                   **TOL)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_step_with_reset_equals_forward_with_reset(name):
+    model = _model(name)
+    warm, x, _, reset = _window_crossing_episodes()
+    _, state = model(warm)
+    y, final = model(x, state, reset)
+    ys = []
+    for t in range(LENGTH):
+        y_t, state = model.step(x[:, t], state, reset[:, t])
+        ys.append(y_t)
+    torch.testing.assert_close(torch.stack(ys, 1), y, **TOL)
+    _assert_states_close(state, final)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_forward_with_reset_continues_from_state(name):
+    model = _model(name)
+    _, x, after, reset = _window_crossing_episodes()
+    y, state = model(x, None, reset)
+    y_after, _ = model(after, state)
+    y1, s1 = model(x[:, :4], None, reset[:, :4])
+    y2, s2 = model(x[:, 4:], s1, reset[:, 4:])  # row 1 resets at the first step of this call
+    torch.testing.assert_close(torch.cat([y1, y2], 1), y, **TOL)
+    _assert_states_close(s2, state)
+    torch.testing.assert_close(model(after, s2)[0], y_after, **TOL)
+
+
+@pytest.mark.parametrize("name", ["mamba2", "mamba"])
+def test_gradients_with_resets_are_finite_and_equal_steps(name):
+    model = _model(name)
+    _, x, _, reset = _window_crossing_episodes()
+    y, _ = model(x, None, reset)
+    parallel = torch.autograd.grad(y.square().mean(), list(model.parameters()))
+    state, ys = None, []
+    for t in range(LENGTH):
+        y_t, state = model.step(x[:, t], state, reset[:, t])
+        ys.append(y_t)
+    stepped = torch.autograd.grad(torch.stack(ys, 1).square().mean(), list(model.parameters()))
+    for p, s in zip(parallel, stepped, strict=True):
+        assert torch.isfinite(p).all()
+        torch.testing.assert_close(p, s, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_bad_reset_is_refused(name):
+    model = _model(name)
+    x = torch.randn(2, 5, 32)
+    with pytest.raises(ValueError, match=r"reset as a bool tensor of shape \(2, 5\)"):
+        model(x, None, torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="reset as a bool tensor"):
+        model(x, None, torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"step expects reset as a bool tensor of shape \(2,\)"):
+        model.step(x[:, 0], model.initial_state(2), torch.zeros(2, 1, dtype=torch.bool))
+
+
 # --- mamba-ssm compatibility ----------------------------------------------------------------------
 # Names and shapes read from state-spaces/mamba (mamba_ssm/modules/mamba_simple.py, mamba2.py,
 # ops/triton/layernorm_gated.py), for Drama's sizes d_model=512, d_state=16, d_conv=4, expand=2:
@@ -157,7 +264,19 @@ def test_state_dict_loads_across_blocks_of_same_config():
     a, b = Mamba2(32, d_state=8, headdim=16, chunk_size=4), Mamba2(32, d_state=8, headdim=16)
     b.load_state_dict(a.state_dict())
     x = torch.randn(2, 9, 32)
-    torch.testing.assert_close(a(x)[0], b(x)[0], **TOL)
+    torch.testing.assert_close(a(x), b(x), **TOL)
+
+
+@pytest.mark.parametrize(("block_type", "kwargs"),
+                         [(Mamba, {"d_state": 8}), (Mamba2, {"d_state": 8, "headdim": 16})])
+def test_blocks_are_called_as_mamba_ssm_blocks(block_type, kwargs):
+    block = block_type(32, **kwargs)
+    x = torch.randn(2, 6, 32)
+    y = block(x)  # as mamba-ssm's: the output tensor alone
+    assert isinstance(y, torch.Tensor) and y.shape == x.shape
+    y_state, state = block(x, return_state=True)
+    torch.testing.assert_close(y_state, y)
+    assert isinstance(state, SSMState)
 
 
 # --- backends -------------------------------------------------------------------------------------
@@ -186,7 +305,11 @@ def fake_mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size, D=None, z=None, d
     if dt_softplus:
         dt = F.softplus(dt)
     D = D if D is None or D.dim() == 2 else D[:, None]
-    y, final = ssd_reference(x, dt.clamp(*dt_limit), A, B, C, D, initial_states)
+    # A step whose seq_idx differs from the step before (from 0 at the first) starts afresh.
+    reset = None
+    if seq_idx is not None:
+        reset = torch.diff(seq_idx, dim=1, prepend=torch.zeros_like(seq_idx[:, :1])) != 0
+    y, final = ssd_reference(x, dt.clamp(*dt_limit), A, B, C, D, initial_states, reset)
     return (y, final) if return_final_states else y
 
 
@@ -211,11 +334,16 @@ def test_kernel_path_glue_matches_torch_path(monkeypatch, module, loader, fake, 
     kernel_block.load_state_dict(reference.state_dict())
     monkeypatch.setattr(module, "use_kernel", lambda *args: True)
     x = torch.randn(2, 10, 32)
-    y, state = kernel_block(x)
-    y_ref, state_ref = reference(x)
+    y, state = kernel_block(x, return_state=True)
+    y_ref, state_ref = reference(x, return_state=True)
     torch.testing.assert_close(y, y_ref, **TOL)
-    torch.testing.assert_close(state.ssm, state_ref.ssm, **TOL)
-    torch.testing.assert_close(state.conv, state_ref.conv, **TOL)
+    _assert_states_close(state, state_ref)
+    # Resets (Mamba: the torch fallback; Mamba2: the kernel's seq_idx) after a non-zero state.
+    reset = _reset_mask([[0, 4], [3, 7]], 10)
+    y, state = kernel_block(x, state=state, reset=reset, return_state=True)
+    y_ref, state_ref = reference(x, state=state_ref, reset=reset, return_state=True)
+    torch.testing.assert_close(y, y_ref, **TOL)
+    _assert_states_close(state, state_ref)
 
 
 def test_auto_backend_runs_torch_on_cpu_even_with_kernels(monkeypatch):
@@ -224,7 +352,7 @@ def test_auto_backend_runs_torch_on_cpu_even_with_kernels(monkeypatch):
 
     monkeypatch.setattr(mamba2_module, "_load_chunk_scan", lambda: kernel_must_not_run)
     block = Mamba2(32, d_state=8, headdim=16, backend="auto")
-    assert block(torch.randn(1, 5, 32))[0].shape == (1, 5, 32)
+    assert block(torch.randn(1, 5, 32)).shape == (1, 5, 32)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available() or mamba_module._load_selective_scan() is None,
@@ -237,6 +365,10 @@ def test_cuda_kernels_match_torch_path(kind):
     cuda_model.load_state_dict(torch_model.state_dict())
     x = torch.randn(2, 300, 128, device="cuda")
     torch.testing.assert_close(cuda_model(x)[0], torch_model(x)[0], rtol=1e-3, atol=1e-3)
+    reset = torch.zeros(2, 300, dtype=torch.bool, device="cuda")
+    reset[0, [0, 64, 100]] = reset[1, 255] = True  # Mamba-2's seq_idx; Mamba-1 runs torch
+    torch.testing.assert_close(cuda_model(x, None, reset)[0], torch_model(x, None, reset)[0],
+                               rtol=1e-3, atol=1e-3)
 
 
 # --- errors ---------------------------------------------------------------------------------------

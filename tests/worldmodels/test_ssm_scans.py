@@ -1,4 +1,7 @@
-"""Parallel scans equal their sequential references (outputs, final states and gradients)."""
+"""Parallel scans equal their sequential references (outputs, final states and gradients), also
+with resets."""
+
+import itertools
 
 import pytest
 import torch
@@ -144,3 +147,78 @@ def test_causal_conv_continues_from_state_and_matches_steps():
         y_t, s = causal_conv1d_step(x[:, t], weight, bias, s)
         torch.testing.assert_close(y_t, y[:, t])
     torch.testing.assert_close(s, state)
+
+
+# --- resets ---------------------------------------------------------------------------------------
+# 13 steps; per row: step 0 (after a non-zero h0) and 4, a chunk boundary for chunks of 4; two
+# consecutive steps inside a chunk; 8 and 12, chunk boundaries, 12 the last step; none.
+RESETS = [[0, 4], [5, 6], [8, 12], []]
+RESET_LENGTH = 13
+
+
+def _reset_mask():
+    mask = torch.zeros(len(RESETS), RESET_LENGTH, dtype=torch.bool)
+    for row, starts in enumerate(RESETS):
+        mask[row, starts] = True
+    return mask
+
+
+def _assert_restarts_after_last_reset(y, h, run_fresh):
+    """Each row from its last reset on equals ``run_fresh(row, start)`` from a zero state."""
+    for row, starts in enumerate(RESETS):
+        if starts:
+            y_fresh, h_fresh = run_fresh(row, starts[-1])
+            torch.testing.assert_close(y[row:row + 1, starts[-1]:], y_fresh, **TOL)
+            torch.testing.assert_close(h[row:row + 1], h_fresh, **TOL)
+
+
+def _assert_grads_match_and_finite(outputs, ref_outputs, inputs, gen):
+    cots = [torch.randn(o.shape, generator=gen) for o in outputs]
+    grads = _grads(outputs, inputs, cots)
+    assert all(torch.isfinite(g).all() for g in grads)
+    _assert_close_all(grads, _grads(ref_outputs, inputs, cots))
+
+
+def test_selective_scan_with_resets_matches_reference():
+    gen = torch.Generator().manual_seed(0)
+    u, delta, A, B, C, D, h0 = inputs = _selective_inputs(RESET_LENGTH, gen, batch=4)
+    reset = _reset_mask()
+    y, h = selective_scan(*inputs, reset=reset)
+    y_ref, h_ref = selective_scan_reference(*inputs, reset=reset)
+    torch.testing.assert_close(y, y_ref, **TOL)
+    torch.testing.assert_close(h, h_ref, **TOL)
+    _assert_restarts_after_last_reset(y, h, lambda row, t: selective_scan(
+        u[row:row + 1, t:], delta[row:row + 1, t:], A, B[row:row + 1, t:], C[row:row + 1, t:], D))
+    _assert_grads_match_and_finite((y, h), (y_ref, h_ref), inputs, gen)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 5, 16])
+def test_ssd_chunked_with_resets_matches_reference(chunk_size):
+    gen = torch.Generator().manual_seed(chunk_size)
+    x, dt, A, B, C, D, h0 = inputs = _ssd_inputs(RESET_LENGTH, gen, d_per_head=True, batch=4)
+    reset = _reset_mask()
+    y, h = ssd_chunked(x, dt, A, B, C, chunk_size, D=D, h0=h0, reset=reset)
+    y_ref, h_ref = ssd_reference(x, dt, A, B, C, D=D, h0=h0, reset=reset)
+    torch.testing.assert_close(y, y_ref, **TOL)
+    torch.testing.assert_close(h, h_ref, **TOL)
+    _assert_restarts_after_last_reset(y, h, lambda row, t: ssd_chunked(
+        x[row:row + 1, t:], dt[row:row + 1, t:], A, B[row:row + 1, t:], C[row:row + 1, t:],
+        chunk_size, D=D))
+    _assert_grads_match_and_finite((y, h), (y_ref, h_ref), inputs, gen)
+
+
+def test_causal_conv_reset_hides_inputs_before_it():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, RESET_LENGTH, 5, generator=gen)
+    weight, bias = torch.randn(5, 1, 4, generator=gen), torch.randn(5, generator=gen)
+    state = torch.randn(4, 5, 4, generator=gen)
+    y, new_state = causal_conv1d(x, weight, bias, state, _reset_mask())
+    for row, starts in enumerate(RESETS):
+        piece_state = state[row:row + 1]
+        for start, end in itertools.pairwise(sorted({0, *starts, RESET_LENGTH})):
+            if start in starts:
+                piece_state = None
+            y_piece, piece_state = causal_conv1d(x[row:row + 1, start:end], weight, bias,
+                                                 piece_state)
+            torch.testing.assert_close(y[row:row + 1, start:end], y_piece)
+        torch.testing.assert_close(new_state[row:row + 1], piece_state)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deeprl.envs.base import EpisodeTally, StepResult, VectorEnv
+from deeprl.envs.base import EpisodeTally, HostVectorEnv, StepResult
 from deeprl.envs.spec import Box, Discrete, EnvSpec
 from deeprl.errors import UserError, close_matches
 
@@ -53,7 +53,7 @@ def _resolve(task_id: str, known: list[str]) -> str:
     return task_id if task_id in matches else matches[0]
 
 
-class EnvPoolVectorEnv(VectorEnv):
+class EnvPoolVectorEnv(HostVectorEnv):
     """``envpool.make_gymnasium(task_id, num_envs, **config)`` behind the VectorEnv interface.
 
     Args:
@@ -114,9 +114,6 @@ class EnvPoolVectorEnv(VectorEnv):
         self._tally = EpisodeTally(num_envs)
         self.reset()
 
-    def _to_torch(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(array).to(self.device)
-
     def _obs(self, obs: Any) -> np.ndarray:
         return _flatten(obs).astype(self._obs_dtype, copy=False)
 
@@ -137,7 +134,6 @@ class EnvPoolVectorEnv(VectorEnv):
         action = action.detach().cpu().numpy().astype(self._action_dtype, copy=False)
         obs, reward, terminated, truncated, info = self.env.step(action)
         next_obs = self._obs(obs)
-        truncated = truncated & ~terminated
         done = terminated | truncated
         obs = next_obs
         if done.any():
@@ -145,22 +141,12 @@ class EnvPoolVectorEnv(VectorEnv):
             reset_obs, _ = self.env.reset(env_id=rows)
             obs = next_obs.copy()
             obs[rows] = self._obs(reset_obs)
-        episode_return, episode_length = self._tally.step(reward, done)
         extras = {
-            k: self._to_torch(np.asarray(v))
+            k: np.asarray(v)
             for k, v in info.items()
             if k not in _BOOKKEEPING and np.asarray(v).dtype.kind in "biuf"
         }
-        return StepResult(
-            obs=self._to_torch(obs),
-            next_obs=self._to_torch(next_obs),
-            reward=self._to_torch(np.asarray(reward, dtype=np.float32)),
-            terminated=self._to_torch(np.asarray(terminated, dtype=bool)),
-            truncated=self._to_torch(np.asarray(truncated, dtype=bool)),
-            episode_return=self._to_torch(episode_return.astype(np.float32)),
-            episode_length=self._to_torch(episode_length),
-            info=extras,
-        )
+        return self._step_result(obs, next_obs, reward, terminated, truncated, extras)
 
     def close(self) -> None:
         self.env.close()

@@ -1,17 +1,22 @@
-"""Atomic, pickle-free checkpoints.
+"""Atomic, pickle-free file I/O: checkpoints and JSON files.
 
-A checkpoint is one ``torch.save`` file of tensors and plain containers, written to a temporary
-file in the same directory and renamed over the old one, so a crash mid-write never leaves a
-broken checkpoint. Loading uses ``torch.load(weights_only=True)``, which refuses arbitrary
-pickled objects; a corrupt or foreign file raises :class:`~deeprl.errors.UserError`.
+Below every layer that writes files (buffers, agents, the trainer), so none of them imports
+another to save. Every file is written to a temporary file in the same directory and renamed over
+the old one, so a crash mid-write never leaves a broken file. A checkpoint is one ``torch.save``
+file of tensors and plain containers; loading uses ``torch.load(weights_only=True)``, which
+refuses arbitrary pickled objects, and a corrupt or foreign file raises
+:class:`~deeprl.errors.UserError`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -21,21 +26,29 @@ FORMAT = "deeprl-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (temp file + fsync + rename)."""
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; on success it is fsynced and renamed
+    over ``path``, on any error removed, so ``path`` is always the old or the new file whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; checkpoints are shared like logs
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are shared like logs
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically."""
+    with atomic_write(path) as f:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -59,3 +72,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"version {VERSION}"
         )
     return state
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")

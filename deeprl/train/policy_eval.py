@@ -1,0 +1,94 @@
+"""Policy evaluation: episodes of an agent's policy on a separate vector env.
+
+Named apart from :mod:`deeprl.eval`, which holds the benchmark statistics (normalized scores,
+aggregates, reports) computed from these evaluations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from deeprl.agent import Agent
+from deeprl.envs.base import VectorEnv
+from deeprl.envs.spec import Box
+
+#: The trainer evaluates with seed ``cfg.seed + EVAL_SEED_OFFSET``, so evaluation episodes never
+#: share reset seeds with training episodes; ``deeprl-eval`` uses the same default.
+EVAL_SEED_OFFSET = 1_000_003
+
+
+def evaluate_policy(
+    agent: Agent,
+    env: VectorEnv,
+    episodes: int,
+    seed: int,
+    deterministic: bool = True,
+    max_steps: int = 1_000_000,
+) -> dict:
+    """Run ``episodes`` full episodes and report their returns.
+
+    Each of the env's N copies contributes its first ceil(episodes / N) episodes, taken in env
+    order, so short episodes are not over-represented and the result depends only on ``seed``.
+    The evaluation keeps its own policy state for its N copies.
+
+    Returns:
+        ``{"return_mean", "return_std", "episodes", "returns", "lengths"}`` and
+        ``"success_rate"`` when the env reports ``info["success"]``.
+    """
+    n = env.num_envs
+    per_env = math.ceil(episodes / n)
+    returns: list[list[float]] = [[] for _ in range(n)]
+    lengths: list[list[int]] = [[] for _ in range(n)]
+    successes: list[list[float]] = [[] for _ in range(n)]
+    space = env.spec.action_space
+    bounds = space.bounds(env.device) if isinstance(space, Box) else None
+    obs = env.reset(seed=seed)
+    state = agent.initial_state(n)
+    is_first = torch.ones(n, dtype=torch.bool, device=env.device)
+    was_training = agent.training
+    agent.eval()
+    try:
+        for _ in range(max_steps):
+            with torch.inference_mode():
+                action, _, state = agent.act(obs, state, is_first, deterministic=deterministic)
+            if bounds is not None:
+                action = action.clamp(*bounds)
+            result = env.step(action)
+            obs, is_first = result.obs, result.done
+            if not result.done.any():
+                continue
+            done = result.done.cpu().tolist()
+            ep_returns = result.episode_return.cpu().tolist()
+            ep_lengths = result.episode_length.cpu().tolist()
+            success = result.info.get("success")
+            success = success.cpu().tolist() if success is not None else None
+            for i in range(n):
+                if done[i] and len(returns[i]) < per_env:
+                    returns[i].append(ep_returns[i])
+                    lengths[i].append(int(ep_lengths[i]))
+                    if success is not None:
+                        successes[i].append(float(success[i]))
+            if all(len(r) >= per_env for r in returns):
+                break
+        else:
+            raise RuntimeError(
+                f"evaluation did not finish {episodes} episodes in {max_steps} steps"
+            )
+    finally:
+        agent.train(was_training)
+    flat_returns = [r for env_returns in returns for r in env_returns][:episodes]
+    flat_lengths = [x for env_lengths in lengths for x in env_lengths][:episodes]
+    values = torch.tensor(flat_returns, dtype=torch.float64)
+    report = {
+        "return_mean": values.mean().item(),
+        "return_std": values.std(unbiased=False).item(),
+        "episodes": len(flat_returns),
+        "returns": flat_returns,
+        "lengths": flat_lengths,
+    }
+    flat_success = [s for env_s in successes for s in env_s][:episodes]
+    if flat_success:
+        report["success_rate"] = sum(flat_success) / len(flat_success)
+    return report
