@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from matplotlib.collections import LineCollection
 from omegaconf import OmegaConf
 
+from deeprl.eval import report as deeprl_report
 from deeprl.eval.report import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -25,9 +27,11 @@ def write_run(
     seed: int,
     final: float,
     finished: bool = True,
+    steps: tuple[int, ...] = STEPS,
     **env_keys: str,
 ) -> Path:
-    """A run directory as deeprl-train writes it: config.yaml, metrics.jsonl, eval.json."""
+    """A run directory as deeprl-train writes it: config.yaml, metrics.jsonl, eval.json; the
+    evaluations at ``steps`` (all but the last when not ``finished``) rise to ``final``."""
     run = root / f"{agent}-{env_name}-{env_keys.get('game', '')}seed{seed}"
     (run / "checkpoints").mkdir(parents=True)
     (run / ".hydra").mkdir()  # Hydra's own copy of the config: not a run directory
@@ -36,8 +40,8 @@ def write_run(
     OmegaConf.save(OmegaConf.create(cfg), run / "config.yaml")
     OmegaConf.save(OmegaConf.create(cfg), run / ".hydra" / "config.yaml")
     lines = [{"step": 500, "train/episode_return": final / 10, "train/loss": 0.5}]
-    for i, step in enumerate(STEPS if finished else STEPS[:2]):
-        value = final * (i + 1) / len(STEPS)
+    for i, step in enumerate(steps if finished else steps[:-1]):
+        value = final * (i + 1) / len(steps)
         lines.append(
             {
                 "step": step,
@@ -52,7 +56,7 @@ def write_run(
             "return_mean": final,
             "return_std": 1.0,
             "episodes": 3,
-            "step": STEPS[-1],
+            "step": steps[-1],
             "returns": [final - 1, final, final + 1],
         }
         (run / "eval.json").write_text(json.dumps(report))
@@ -263,3 +267,56 @@ def test_module_entry_point_has_no_traceback(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         result.stderr.strip(),
     ] and result.stderr.startswith("deeprl-report: no run directories found")
+
+
+def test_report_goes_beside_the_runs(sweep: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    # A sweep directory: the report goes into it.
+    main([str(sweep), "--reps", "100"])
+    assert f"wrote {sweep / 'report' / 'report.md'} " in capsys.readouterr().out
+    # Run directories (relative paths): into their common parent.
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        write_run(runs / f"day{seed}", "ppo", "cartpole", "CartPole-v1", seed, 100.0)
+    monkeypatch.chdir(runs)
+    main(["day0/ppo-cartpole-seed0", "day1/ppo-cartpole-seed1", "--reps", "100"])
+    assert f"wrote {runs / 'report' / 'report.md'} " in capsys.readouterr().out
+    assert "| CartPole-v1 | 100.0 ± 0.0 (n=2) |" in (runs / "report" / "report.md").read_text()
+    # --out still decides.
+    main([str(sweep), "--out", str(elsewhere / "mine"), "--reps", "100"])
+    assert (elsewhere / "mine" / "per_task.csv").is_file()
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["mine"]
+
+
+def test_curves_draw_every_evaluation_and_single_points(tmp_path: Path, monkeypatch) -> None:
+    root = tmp_path / "runs"
+    for seed in range(2):
+        # ppo evaluated three times per run, sac once (at the end): a point, not an empty plot.
+        write_run(root, "ppo", "cartpole", "CartPole-v1", seed, 300.0 + 30 * seed)
+        write_run(root, "sac", "cartpole", "CartPole-v1", seed, 100.0 * seed, steps=(3000,))
+    figures = []
+
+    def keep(*args, **kwargs):
+        figures.append(plot_curves(*args, **kwargs))
+        return figures[-1]
+
+    plot_curves = deeprl_report.plot_curves
+    monkeypatch.setattr(deeprl_report, "plot_curves", keep)
+    out = tmp_path / "report"
+    main([str(root), "--out", str(out), "--reps", "100"])
+    assert (out / "curves" / "CartPole-v1.png").read_bytes()[:8] == PNG_SIGNATURE
+    (fig,) = figures
+    (ax,) = fig.axes
+    lines = {line.get_label().split()[0]: line for line in ax.get_lines()}
+    # Every eval/return_mean line of metrics.jsonl is a point, averaged over the seeds.
+    ppo = lines["ppo"].get_xydata()
+    assert ppo.tolist() == [[1000, 105.0], [2000, 210.0], [3000, 315.0]]
+    sac = lines["sac"]
+    assert sac.get_xydata().tolist() == [[3000, 50.0]]
+    assert sac.get_marker() == "o"
+    # The single point's CI is drawn as a bar at its step (a band there would have no width).
+    (bar,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+    (segment,) = bar.get_segments()
+    assert segment[:, 0].tolist() == [3000, 3000] and segment[0, 1] < segment[1, 1]

@@ -29,6 +29,7 @@ def _install(python: Path, *packages: str) -> None:
     )
 
 
+@pytest.mark.slow  # builds a second environment (minutes) on first use
 @pytest.mark.skipif(
     importlib.util.find_spec("mujoco_warp") is not None,
     reason="this environment has the warp extra: it runs tests/test_suite_warp.py directly",

@@ -6,11 +6,13 @@ Usage::
         [--suite atari] [--metric return|normalized] [--reference cleanrl-sac]
         [--compare ppo sac]
 
-Writes to ``--out``: ``report.md`` (per-task mean +- std over seeds, aggregates with 95%
-stratified bootstrap CIs, missing or partial runs, comparisons), the same tables as CSV and LaTeX,
-``curves/<task>.png`` (evaluation curves, mean over seeds with a 95% CI band) and, for normalized
-scores, ``performance_profile.png``. Bad input ends the run with one ``deeprl-report: <message>``
-line on stderr (after any warnings) and exit code 2, without a traceback.
+Writes to ``--out`` (default: ``report/`` beside the runs, see :func:`default_out`, named on
+stdout): ``report.md`` (per-task mean +- std over seeds, aggregates with 95% stratified bootstrap
+CIs, missing or partial runs, comparisons), the same tables as CSV and LaTeX, ``curves/<task>.png``
+(evaluation curves from every logged evaluation, mean over seeds with a 95% CI band) and, for
+normalized scores, ``performance_profile.png``. Bad input ends the run with one
+``deeprl-report: <message>`` line on stderr (after any warnings) and exit code 2, without a
+traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -37,7 +40,14 @@ from deeprl.eval.aggregate import (
     task_mean_intervals,
 )
 from deeprl.eval.normalize import IDENTITY, Affine, Suite, get_suite, infer_suite, read_data_csv
-from deeprl.eval.runs import Groups, Run, completeness_problems, group_runs, load_runs
+from deeprl.eval.runs import (
+    Groups,
+    Run,
+    completeness_problems,
+    group_runs,
+    is_run_dir,
+    load_runs,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -310,22 +320,30 @@ def curve_band(runs: list[Run], scorer: Scorer, seed: int) -> Band | None:
     return Band(grid, point, low, high, len(curves), unfinished)
 
 
-def plot_curves(task: str, bands: dict[str, Band], label: str, path: Path) -> None:
-    """One line per agent with its CI band; legend gives seed counts."""
+def plot_curves(task: str, bands: dict[str, Band], label: str, path: Path) -> Figure:
+    """One line per agent with its CI band; legend gives seed counts. Returns the saved figure."""
     fig, ax = _figure()
     for agent, band in bands.items():
         n = band.seeds
         legend = f"{agent} ({n} seed{'s' * (n != 1)}"
         legend += f", {band.unfinished} unfinished)" if band.unfinished else ")"
-        (line,) = ax.plot(band.steps, band.mean, linewidth=2, label=legend)
-        ax.fill_between(
-            band.steps, band.low, band.high, color=line.get_color(), alpha=0.2, linewidth=0
+        single = len(band.steps) == 1
+        # A line through one point draws nothing: a single evaluation is shown as a marker.
+        (line,) = ax.plot(
+            band.steps, band.mean, marker="o" if single else None, linewidth=2, label=legend
         )
+        if single:  # a band at one step has no width: draw its CI as a bar
+            ax.vlines(band.steps, band.low, band.high, color=line.get_color(), linewidth=2)
+        else:
+            ax.fill_between(
+                band.steps, band.low, band.high, color=line.get_color(), alpha=0.2, linewidth=0
+            )
     ax.set_xlabel("environment steps", fontsize=12)
     ax.set_ylabel(label, fontsize=12)
     ax.set_title(f"{task} (mean over seeds, 95% CI)", fontsize=13)
     ax.legend(fontsize=11)
     fig.savefig(path, dpi=120)
+    return fig
 
 
 def plot_profiles(profiles: dict[str, Profile], label: str, path: Path) -> None:
@@ -354,7 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
         "deeprl-train run directories (or Hydra sweep directories holding them).",
     )
     parser.add_argument("paths", nargs="+", help="run directories or sweep directories")
-    parser.add_argument("--out", default="report", help="output directory (default: ./report)")
+    parser.add_argument(
+        "--out",
+        help="output directory (default: report/ beside the runs: inside the given sweep "
+        "directory, or in the common parent of the given directories)",
+    )
     parser.add_argument(
         "--suite",
         help="score every task with this suite's normalizer (atari, d4rl, metaworld, dmc, "
@@ -644,9 +666,18 @@ def comparison_lines(a: str, b: str, comparison: dict[str, Interval]) -> list[st
     ]
 
 
+def default_out(paths: Sequence[str]) -> Path:
+    """``report/`` beside the runs: in the deepest directory holding all of ``paths``, where a
+    run directory counts as its parent (a sweep's report goes into the sweep directory)."""
+    homes = [p.parent if is_run_dir(p) else p for p in (Path(raw).resolve() for raw in paths)]
+    return Path(os.path.commonpath(homes)) / "report"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``deeprl-report``; exits with code 2 and one message on bad input."""
     args = build_parser().parse_args(argv)
+    if args.out is None:
+        args.out = str(default_out(args.paths))
     try:
         report, groups, scorers = build_report(args)
         for problem in report.problems:

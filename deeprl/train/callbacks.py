@@ -13,8 +13,12 @@ from omegaconf import DictConfig
 class ReportOnSweepEnd(Callback):
     """Runs ``deeprl-report <sweep dir> --out <sweep dir>/report`` after a multirun.
 
+    Registered for every ``-m`` sweep as ``hydra.callbacks.report`` in ``configs/config.yaml``;
+    Hydra calls ``on_multirun_end`` only for multiruns, so single runs write no report.
+
     Args:
-        extra_args: further ``deeprl-report`` arguments, e.g. ``["--reference", "cleanrl-sac"]``.
+        extra_args: further ``deeprl-report`` arguments, e.g. ``["--reference", "cleanrl-sac"]``
+            (an experiment config sets ``hydra.callbacks.report.extra_args``).
     """
 
     def __init__(self, extra_args: list[str] | None = None) -> None:
