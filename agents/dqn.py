@@ -22,14 +22,15 @@ Hessel et al. 2018, "Rainbow"). Options:
 Defaults are CleanRL's ``dqn.py`` (classic control): lr 2.5e-4, 10k replay, batch 128, 10k random
 steps, one update every 10 env steps, hard target update (tau 1) every 500 steps, epsilon 1 ->
 0.05 over half the run, 120x84 ReLU MLP. CleanRL ``dqn_atari.py`` uses the Nature CNN torso
-(``torso: nature_cnn``, picked automatically for uint8 image observations), lr 1e-4, 1M replay,
-batch 32, 80k random steps, an update every 4 steps, target update every 1000, epsilon -> 0.01
-over 10% of the run.
+(``torso: nature_cnn``, picked automatically for uint8 image observations; torsos are shared
+with the other agents in :mod:`deeprl.nets.torso`), lr 1e-4, 1M replay, batch 32, 80k random
+steps, an update every 4 steps, target update every 1000, epsilon -> 0.01 over 10% of the run
+(``configs/tuned/dqn_atari.yaml``). Evaluation is greedy unless ``eval_epsilon`` > 0 (Mnih et
+al. 2015 evaluate with epsilon 0.05).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -40,11 +41,11 @@ from deeprl.buffers.replay import PrioritizedReplayBuffer, ReplayBuffer
 from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
 from deeprl.errors import UserError
-from deeprl.nets.cnn import NatureCNN
 from deeprl.nets.functional import polyak_update
 from deeprl.nets.heads import C51Head, ValueHead, ValueHeadConfig, make_value_head
 from deeprl.nets.mlp import mlp
 from deeprl.nets.schedules import linear_schedule
+from deeprl.nets.torso import TORSOS, make_torso, resolve_torso
 
 
 @dataclass
@@ -73,9 +74,13 @@ class DQNConfig:
     alpha: float = option(0.6, ge=0)  # prioritized replay exponents (Schaul et al. 2016)
     beta: float = option(0.4, ge=0, le=1)  # annealed linearly to 1 over the run
     max_grad_norm: float | None = option(None, gt=0)
-    torso: str = option("auto", choices=("auto", "mlp", "nature_cnn"))  # auto: CNN for uint8 images
-    hidden_sizes: list[int] = option([120, 84], ge=1)
+    # deeprl.nets.torso; auto: nature_cnn for uint8 (C, H, W) images, else mlp
+    torso: str = option("auto", choices=TORSOS)
+    hidden_sizes: list[int] = option([120, 84], ge=1)  # the mlp torso's layers
     frame_stack: int | None = option(None, ge=1)  # None: spec.metadata["frame_stack"] (1 if unset)
+    # Probability of a random action in evaluation (act(deterministic=True)); Atari protocols
+    # evaluate epsilon-greedily so a policy that never acts (e.g. never fires) cannot stall.
+    eval_epsilon: float = option(0.0, ge=0, le=1)
     # The Q-network's value head.
     critic: ValueHeadConfig = field(default_factory=lambda: ValueHeadConfig(loss="mse"))
 
@@ -133,6 +138,7 @@ class DQN(Agent):
         self.config = cfg = config or DQNConfig()
         self.total_steps = total_steps or 500_000  # CleanRL's default budget
         self.head: ValueHead = make_value_head(**vars(cfg.critic))
+        self.torso_name = resolve_torso(cfg.torso, spec)
         self.q_network = self._make_q_network()
         self.target_network = self._make_q_network()
         self.target_network.load_state_dict(self.q_network.state_dict())
@@ -142,29 +148,13 @@ class DQN(Agent):
         )
 
     def _make_q_network(self) -> QNetwork:
-        cfg, shape = self.config, self.spec.observation_space.shape
-        torso_name = cfg.torso
-        if torso_name == "auto":
-            pixels = self.spec.observation_space.dtype == torch.uint8 and len(shape) == 3
-            torso_name = "nature_cnn" if pixels else "mlp"
-        if torso_name == "nature_cnn":
-            if len(shape) != 3:
-                raise UserError(
-                    f"agent.torso=nature_cnn needs (C, H, W) image observations, {self.spec.id} "
-                    f"has shape {shape}; use agent.torso=mlp"
-                )
-            torso = NatureCNN(*shape)
-            features = torso.out_dim
-        elif torso_name == "mlp":
-            obs_dim = math.prod(shape)
-            features = cfg.hidden_sizes[-1]
-            torso = nn.Sequential(
-                nn.Flatten(),
-                mlp(obs_dim, cfg.hidden_sizes[:-1], features, activation="relu", out_gain=2**0.5),
-                nn.ReLU(),
-            )
-        else:
-            raise UserError(f"unknown agent.torso={torso_name!r}; use auto, mlp or nature_cnn")
+        cfg = self.config
+        torso, features = make_torso(self.torso_name, self.spec.observation_space)
+        if self.torso_name == "mlp":
+            # The flat observation goes through hidden_sizes, the last one being the features.
+            hidden = mlp(features, cfg.hidden_sizes[:-1], cfg.hidden_sizes[-1], activation="relu",
+                         out_gain=2**0.5)
+            torso, features = nn.Sequential(torso, hidden, nn.ReLU()), cfg.hidden_sizes[-1]
         n = self.spec.action_space.n
         return QNetwork(torso, features, n, self.head.num_outputs, cfg.dueling)
 
@@ -180,10 +170,10 @@ class DQN(Agent):
 
     def act(self, obs, state=None, is_first=None, deterministic=False):
         greedy = self.q_values(obs).argmax(-1)
-        if deterministic:
+        if deterministic and not self.config.eval_epsilon:
             return greedy, {}, state
         n = obs.shape[0]
-        epsilon = self.epsilon(self.env_steps)
+        epsilon = self.config.eval_epsilon if deterministic else self.epsilon(self.env_steps)
         explore = torch.rand(n, device=obs.device) < epsilon
         random_action = torch.randint(self.spec.action_space.n, (n,), device=obs.device)
         return torch.where(explore, random_action, greedy), {}, state

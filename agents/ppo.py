@@ -20,6 +20,11 @@ reward normalisation (as SB3's ``VecNormalize``).
 
 Normaliser statistics are updated after each update from the rollout just used, so the
 observations an update trains on are normalised exactly as they were when the actions were taken.
+
+Pixel observations (uint8 (C, H, W); ``torso: auto`` or ``nature_cnn``) follow CleanRL's
+``ppo_atari.py``: one Nature CNN torso (Mnih et al. 2015) on frames scaled to [0, 1], shared by
+pi and V, which are single linear layers on its 512 features (orthogonal init, gains 0.01 and 1),
+so L_clip, L_V and the entropy term all train the torso.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from deeprl.nets.heads import ScalarHead, ValueHeadConfig, make_value_head
 from deeprl.nets.mlp import ACTIVATIONS, mlp
 from deeprl.nets.normalize import RunningMeanStd
 from deeprl.nets.schedules import linear_schedule
+from deeprl.nets.torso import TORSOS, FlatObservation, make_torso, resolve_torso
 
 
 @dataclass
@@ -66,10 +72,13 @@ class PPOConfig:
     vf_coef: float = option(0.5, ge=0)
     max_grad_norm: float = option(0.5, gt=0)
     target_kl: float | None = option(None, gt=0)  # stop the update's epochs past this KL
-    hidden_sizes: list[int] = option([64, 64], ge=1)
+    # deeprl.nets.torso; auto: nature_cnn for uint8 (C, H, W) images (one torso shared by actor
+    # and critic, as CleanRL's ppo_atari.py), else mlp (separate actor and critic MLPs)
+    torso: str = option("auto", choices=TORSOS)
+    hidden_sizes: list[int] = option([64, 64], ge=1)  # the mlp torso's actor and critic layers
     activation: str = option("tanh", choices=tuple(ACTIVATIONS))
     init_log_std: float = 0.0  # continuous actions: the initial log standard deviation
-    normalize_obs: bool = False
+    normalize_obs: bool = False  # vector observations (a CNN torso scales pixels by 1/255)
     normalize_reward: bool = False
     obs_clip: float = option(10.0, gt=0)
     reward_clip: float = option(10.0, gt=0)
@@ -93,10 +102,12 @@ def ppo_loss(
     clip_coef: float,
     ent_coef: float,
     vf_coef: float,
+    diagnostics: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The PPO objective for one minibatch; inputs are (B,). ``value_loss`` is the critic's
     per-sample loss (scalar regression, clipped or not, or a classification head's
-    cross-entropy). Returns (loss, statistics)."""
+    cross-entropy). Returns (loss, statistics); the statistics are empty without
+    ``diagnostics`` (minibatches whose statistics nobody reads skip their ops)."""
     log_ratio = new_log_prob - old_log_prob
     ratio = log_ratio.exp()
     pg_loss = torch.max(
@@ -104,7 +115,11 @@ def ppo_loss(
     ).mean()
     v_loss = value_loss.mean()
     entropy_mean = entropy.mean()
-    loss = pg_loss - ent_coef * entropy_mean + vf_coef * v_loss
+    # Without an entropy bonus its term stays out of the graph, so backward skips the entropy's
+    # ops (it would add exact zeros to the gradient).
+    loss = (pg_loss - ent_coef * entropy_mean if ent_coef else pg_loss) + vf_coef * v_loss
+    if not diagnostics:
+        return loss, {}
     with torch.no_grad():
         stats = {
             "policy_loss": pg_loss,
@@ -150,16 +165,27 @@ class PPO(Agent):
         self.minibatch_size = self.batch_size // cfg.num_minibatches
         self.num_updates = max(1, (total_steps or self.batch_size) // self.batch_size)
 
-        obs_dim = math.prod(spec.observation_space.shape)
         if spec.discrete:
             act_dim = spec.action_space.n
         else:
             act_dim = math.prod(spec.action_space.shape)
             self.log_std = nn.Parameter(torch.full((act_dim,), cfg.init_log_std))
-        self.actor = mlp(obs_dim, cfg.hidden_sizes, act_dim, cfg.activation, out_gain=0.01)
+        torso = resolve_torso(cfg.torso, spec)
+        self.normalize_obs = cfg.normalize_obs and torso == "mlp"
+        if torso == "mlp":
+            # Actor and critic read the flat observation through MLPs of their own; uint8
+            # observations are scaled to [0, 1] unless normalized.
+            uint8 = spec.observation_space.dtype == torch.uint8
+            self.torso = FlatObservation(scale=uint8 and not self.normalize_obs)
+            features, hidden = math.prod(spec.observation_space.shape), cfg.hidden_sizes
+        else:
+            # One CNN torso whose features both linear heads read (CleanRL's ppo_atari.py).
+            self.torso, features = make_torso(torso, spec.observation_space, orthogonal=True)
+            hidden = []
+        self.actor = mlp(features, hidden, act_dim, cfg.activation, out_gain=0.01)
         self.value_head = make_value_head(**vars(cfg.critic))
         self.critic = mlp(
-            obs_dim, cfg.hidden_sizes, self.value_head.num_outputs, cfg.activation, out_gain=1.0
+            features, hidden, self.value_head.num_outputs, cfg.activation, out_gain=1.0
         )
         # Clipping the value update is defined for a scalar regression head only.
         self.clip_value = cfg.clip_vloss and isinstance(self.value_head, ScalarHead)
@@ -173,16 +199,16 @@ class PPO(Agent):
 
     # ---- acting -------------------------------------------------------------------------------
     def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = obs.flatten(1).to(torch.float32)
-        if self.config.normalize_obs:
-            obs = self.obs_rms.normalize(obs.view(-1, *self.spec.observation_space.shape))
-            obs = obs.clamp(-self.config.obs_clip, self.config.obs_clip).flatten(1)
+        """Observations as the torso reads them: normalized and clipped with ``normalize_obs``."""
+        if self.normalize_obs:
+            obs = self.obs_rms.normalize(obs.to(torch.float32))
+            obs = obs.clamp(-self.config.obs_clip, self.config.obs_clip)
         return obs
 
     def act(self, obs, state=None, is_first=None, deterministic=False):
         # Old log-probabilities and values are not computed here: the policy is fixed during a
         # rollout, so the update recomputes them for the whole rollout in one batched pass.
-        out = self.actor(self._prepare(obs))
+        out = self.actor(self.torso(self._prepare(obs)))
         if self.spec.discrete:
             action = out.argmax(-1) if deterministic else categorical_sample(out)
         else:
@@ -192,13 +218,14 @@ class PPO(Agent):
 
     def _evaluate(self, x: torch.Tensor, actions: torch.Tensor):
         """Log-prob and entropy (B,) of stored actions, and the critic's logits (B, outputs)."""
-        out = self.actor(x)
+        h = self.torso(x)
+        out = self.actor(h)
         if self.spec.discrete:
             log_prob, entropy = categorical_log_prob_entropy(out, actions)
         else:
             log_prob = gaussian_log_prob(actions.flatten(1), out, self.log_std)
             entropy = gaussian_entropy(self.log_std).expand(out.shape[0])
-        return log_prob, entropy, self.critic(x)
+        return log_prob, entropy, self.critic(h)
 
     # ---- learning -----------------------------------------------------------------------------
     def make_buffer(self) -> RolloutBuffer:
@@ -237,7 +264,7 @@ class PPO(Agent):
             old_log_prob, _, old_logits = self._evaluate(obs, actions)
             old_values = self.value_head.value(old_logits)
             next_obs = self._prepare(data["next_obs"].flatten(0, 1))
-            next_values = self.value_head.value(self.critic(next_obs))
+            next_values = self.value_head.value(self.critic(self.torso(next_obs)))
             advantages, returns = generalized_advantage_estimation(
                 rewards,
                 old_values.view_as(rewards),
@@ -249,6 +276,7 @@ class PPO(Agent):
             )
         advantages, returns = advantages.flatten(), returns.flatten()
 
+        params = list(self.parameters())  # walks the modules once per update, not per minibatch
         for _epoch in range(cfg.update_epochs):
             order = torch.randperm(self.batch_size, device=self.device)
             for start in range(0, self.batch_size, self.minibatch_size):
@@ -273,15 +301,17 @@ class PPO(Agent):
                     cfg.clip_coef,
                     cfg.ent_coef,
                     cfg.vf_coef,
+                    # only the epoch's last minibatch is reported and checked against target_kl
+                    diagnostics=start + self.minibatch_size == self.batch_size,
                 )
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.parameters(), cfg.max_grad_norm)
+                nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
             if cfg.target_kl is not None and stats["approx_kl"] > cfg.target_kl:
                 break
 
-        if cfg.normalize_obs:
+        if self.normalize_obs:
             self.obs_rms.update(data["obs"].flatten(0, 1).view(-1, *obs_shape))
         self.updates_done += 1
         buffer.reset()

@@ -19,10 +19,22 @@ Hyperparameters and details follow CleanRL's ``sac_continuous_action.py``: 256x2
 Adam with lr 1e-3 (critics, temperature) and 3e-4 (actor), batch 256, tau 0.005, gamma 0.99,
 5000 random steps before learning, actor and temperature updated ``policy_frequency`` = 2 times
 every second gradient step (delayed as in TD3), log-std squashed into [-5, 2].
+
+Pixel observations (uint8 (C, H, W); ``torso: auto`` or ``drq``) go through the encoder of SAC-AE
+and DrQ (Yarats et al. 2021, "Improving Sample Efficiency in Model-Free Reinforcement Learning
+from Images"; Kostrikov et al. 2021, "Image Augmentation Is All You Need"), with the same weight
+sharing: four 3x3 convolutions on frames scaled to [0, 1] whose output phi(s) feeds both critics
+through one Linear -> LayerNorm -> tanh projection, and the actor through a projection of its
+own. Only L_Q trains the convolutions: the actor reads phi(s) detached, so L_pi and L_alpha train
+its projection and MLP. The target critics have their own copy of the encoder and projection,
+Polyak-averaged with the Q-networks. ``image_pad`` > 0 replays randomly shifted frames (DrQ's
+augmentation, pad 4: a fresh shift of s and of s' in every batch). Vector observations are
+flattened (phi = identity), which is exactly the state-based SAC above.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -34,10 +46,12 @@ from deeprl.buffers.replay import ReplayBuffer
 from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
 from deeprl.errors import UserError
+from deeprl.nets.cnn import random_shift
 from deeprl.nets.distributions import squashed_gaussian, squashed_gaussian_median
 from deeprl.nets.functional import polyak_update
 from deeprl.nets.heads import ValueHeadConfig, make_value_head
 from deeprl.nets.mlp import mlp
+from deeprl.nets.torso import TORSOS, is_pixels, make_encoder, make_projection, resolve_torso
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -63,7 +77,12 @@ class SACConfig:
     n_step: int = option(1, ge=1)
     alpha: float = option(0.2, gt=0)  # initial (or fixed, without autotune) temperature
     autotune: bool = True
-    hidden_sizes: list[int] = option([256, 256], ge=1)
+    # deeprl.nets.torso; auto: drq (the SAC-AE / DrQ encoder) for uint8 (C, H, W) images, else mlp
+    torso: str = option("auto", choices=TORSOS)
+    hidden_sizes: list[int] = option([256, 256], ge=1)  # the actor's and critics' MLP layers
+    # Pixel observations: random-shift augmentation by up to this many pixels (DrQ: 4; 0: off).
+    image_pad: int = option(0, ge=0)
+    frame_stack: int | None = option(None, ge=1)  # None: spec.metadata["frame_stack"] (1 if unset)
     critic: ValueHeadConfig = field(default_factory=ValueHeadConfig)  # the critics' value head
 
 
@@ -135,22 +154,37 @@ class SAC(Agent):
             )
         self.config = cfg = config or SACConfig()
         self.head = make_value_head(**vars(cfg.critic))
-        obs_dim = math.prod(spec.observation_space.shape)
+        torso = resolve_torso(cfg.torso, spec, pixel_default="drq")
+        self.augment = cfg.image_pad > 0 and is_pixels(spec.observation_space)
+        # phi(s), trained by the critics only; each reader projects it (identities for mlp).
+        self.encoder, width = make_encoder(torso, spec.observation_space)
+        self.critic_projection, obs_dim = make_projection(torso, width)
+        actor_projection, _ = make_projection(torso, width)
         act_dim = math.prod(spec.action_space.shape)
         self.actor = mlp(obs_dim, cfg.hidden_sizes, 2 * act_dim, activation="relu")
+        if not isinstance(actor_projection, nn.Identity):
+            self.actor = nn.Sequential(actor_projection, self.actor)
         self.qf1 = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
         self.qf2 = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
         self.qf1_target = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
         self.qf2_target = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
         self.qf1_target.load_state_dict(self.qf1.state_dict())
         self.qf2_target.load_state_dict(self.qf2.state_dict())
+        self.encoder_target = copy.deepcopy(self.encoder)
+        self.critic_projection_target = copy.deepcopy(self.critic_projection)
+        critic = [self.encoder, self.critic_projection, self.qf1, self.qf2]
+        targets = [self.encoder_target, self.critic_projection_target, self.qf1_target,
+                   self.qf2_target]
+        # What Polyak averaging updates: the pairs with weights.
+        self.target_pairs = [(t, s) for t, s in zip(targets, critic, strict=True)
+                             if any(True for _ in s.parameters())]
         low, high = spec.action_space.bounds()
         self.register_buffer("action_scale", ((high - low) / 2).flatten())
         self.register_buffer("action_bias", ((high + low) / 2).flatten())
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha)))
         self.target_entropy = -float(act_dim)
         self.to(self.device)
-        q_params = [*self.qf1.parameters(), *self.qf2.parameters()]
+        q_params = [p for module in critic for p in module.parameters()]
         self.optimizers["q"] = torch.optim.Adam(q_params, lr=cfg.q_lr, fused=True)
         self.optimizers["actor"] = torch.optim.Adam(
             self.actor.parameters(), lr=cfg.policy_lr, fused=True
@@ -161,15 +195,16 @@ class SAC(Agent):
             )
 
     # ---- acting -------------------------------------------------------------------------------
-    def policy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sampled action (B, act_dim), its log-prob (B,), and the deterministic action."""
-        mean, raw = self.actor(obs).chunk(2, -1)
+    def policy(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sampled action (B, act_dim), its log-prob (B,), and the deterministic action, from the
+        encoder's output phi(s)."""
+        mean, raw = self.actor(features).chunk(2, -1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw) + 1)
         action, log_prob = squashed_gaussian(mean, log_std, self.action_scale, self.action_bias)
         return action, log_prob, squashed_gaussian_median(mean, self.action_scale, self.action_bias)
 
     def act(self, obs, state=None, is_first=None, deterministic=False):
-        sampled, _, mean_action = self.policy(obs.flatten(1).float())
+        sampled, _, mean_action = self.policy(self.encoder(obs))
         if deterministic:
             action = mean_action
         else:
@@ -182,7 +217,12 @@ class SAC(Agent):
     # ---- learning -----------------------------------------------------------------------------
     def make_buffer(self) -> ReplayBuffer:
         cfg = self.config
-        return ReplayBuffer(cfg.buffer_size, self.num_envs, self.device, cfg.n_step, cfg.gamma)
+        frame_stack = cfg.frame_stack or self.spec.metadata.get("frame_stack", 1)
+        # Pixels: the observation-only layout stores each frame once, half the memory.
+        return ReplayBuffer(
+            cfg.buffer_size, self.num_envs, self.device, cfg.n_step, cfg.gamma, frame_stack,
+            store_next_obs=not is_pixels(self.spec.observation_space),
+        )
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -203,19 +243,23 @@ class SAC(Agent):
         """One critic update (and, every ``policy_frequency`` steps, actor/temperature updates)."""
         cfg = self.config
         data = buffer.sample(cfg.batch_size)
-        obs, next_obs = data["obs"].flatten(1).float(), data["next_obs"].flatten(1).float()
+        obs, next_obs = data["obs"], data["next_obs"]
+        if self.augment:
+            obs, next_obs = random_shift(obs, cfg.image_pad), random_shift(next_obs, cfg.image_pad)
         actions = data["action"].flatten(1)
         with torch.no_grad():
-            next_action, next_log_prob, _ = self.policy(next_obs)
+            next_action, next_log_prob, _ = self.policy(self.encoder(next_obs))
+            next_features = self.critic_projection_target(self.encoder_target(next_obs))
             target = soft_q_target(
                 data["reward"],
                 data["discount"],
-                self.head.value(self.qf1_target(next_obs, next_action)),
-                self.head.value(self.qf2_target(next_obs, next_action)),
+                self.head.value(self.qf1_target(next_features, next_action)),
+                self.head.value(self.qf2_target(next_features, next_action)),
                 next_log_prob,
                 self.alpha,
             )
-        q1_logits, q2_logits = self.qf1(obs, actions), self.qf2(obs, actions)
+        features = self.critic_projection(self.encoder(obs))
+        q1_logits, q2_logits = self.qf1(features, actions), self.qf2(features, actions)
         q_loss = self.head.loss(q1_logits, target).mean() + self.head.loss(q2_logits, target).mean()
         self.optimizers["q"].zero_grad(set_to_none=True)
         q_loss.backward()
@@ -228,10 +272,14 @@ class SAC(Agent):
         }
 
         if self.grad_steps % cfg.policy_frequency == 0:
+            # phi(s) from the encoder just updated, detached: the actor does not train it.
+            with torch.no_grad():
+                encoded = self.encoder(obs)
+                features = self.critic_projection(encoded)
             for _ in range(cfg.policy_frequency):
-                action, log_prob, _ = self.policy(obs)
-                q1 = self.head.value(self.qf1(obs, action))
-                q2 = self.head.value(self.qf2(obs, action))
+                action, log_prob, _ = self.policy(encoded)
+                q1 = self.head.value(self.qf1(features, action))
+                q2 = self.head.value(self.qf2(features, action))
                 actor_loss = sac_actor_loss(log_prob, q1, q2, self.alpha)
                 self.optimizers["actor"].zero_grad(set_to_none=True)
                 actor_loss.backward()
@@ -244,6 +292,6 @@ class SAC(Agent):
                     self.optimizers["alpha"].step()
                     stats["alpha_loss"] = alpha_loss.detach()
         if self.grad_steps % cfg.target_network_frequency == 0:
-            polyak_update(self.qf1_target, self.qf1, cfg.tau)
-            polyak_update(self.qf2_target, self.qf2, cfg.tau)
+            for target_net, net in self.target_pairs:
+                polyak_update(target_net, net, cfg.tau)
         return stats

@@ -67,6 +67,10 @@ class TrainSchema:
     eval_episodes: int = option(10, ge=1)
     eval_envs: int | None = option(None, ge=1)  # parallel eval env copies (None: one per episode)
     eval_deterministic: bool = True
+    # Agent steps after which an evaluation episode is cut and counted with its return so far
+    # (None: the env's own time limit). Keeps a policy that never ends an episode (e.g. one that
+    # never presses FIRE on Breakout) from eating the run.
+    eval_max_episode_steps: int | None = option(None, ge=1)
     # Also record one evaluation episode: videos/eval_<step>.mp4 and TensorBoard.
     eval_video: bool = False
     log_every: int = option(2048, ge=0)  # steps between metrics.jsonl lines (0: at evaluations)
@@ -75,6 +79,19 @@ class TrainSchema:
     # torch CPU threads; small MLPs run fastest on one (0: torch's default).
     threads: int = option(1, ge=0)
     progress: bool | None = None  # progress bar (None: only on a terminal)
+    # Seconds between plain progress lines when there is no bar (output to a file or a pipe).
+    progress_every: float = option(30.0, gt=0)
+
+
+@dataclass
+class WandbSchema:
+    """``wandb.*``: Weights & Biases, used with ``logger=wandb`` (needs the extra:
+    ``pip install "deeprl[wandb]"``)."""
+
+    project: str = "deeprl"
+    entity: str | None = None
+    # online: sync as it runs; offline: write under <run dir>/wandb, `wandb sync` later.
+    mode: str = option("online", choices=["online", "offline", "disabled"])
 
 
 @dataclass
@@ -88,6 +105,11 @@ class RunSchema:
     agent: Any = MISSING  # a registered agent's Config, plus its name
     env: Any = MISSING  # configs/env/<name>.yaml
     dataset: Any = None  # what an offline agent learns from (the dataset group)
+    name: str | None = None  # a name for the run (start line, config.yaml, W&B)
+    tags: list[str] = option([])  # free labels (config.yaml, W&B)
+    # Where metrics go besides metrics.jsonl: tensorboard, or wandb (TensorBoard and W&B).
+    logger: str = option("tensorboard", choices=["tensorboard", "wandb"])
+    wandb: WandbSchema = field(default_factory=WandbSchema)
 
 
 @dataclass

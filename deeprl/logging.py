@@ -1,8 +1,12 @@
-"""Run logging: ``metrics.jsonl``, TensorBoard scalars and a progress bar.
+"""Run logging: ``metrics.jsonl``, TensorBoard (and W&B) scalars, and what a person reads.
 
 ``metrics.jsonl`` holds one JSON object per logging step and only quantities that are functions of
 the seed (returns, losses), never wall-clock figures, so two runs with the same seed write the same
-file. Throughput (SPS) goes to TensorBoard and the progress bar. Every line is flushed.
+file. Throughput (SPS) goes to TensorBoard and the console. Every line is flushed.
+
+Console output, on stdout: a start line, then either a progress bar (on a terminal) or a plain
+progress line every ``progress_every`` seconds (in a log file or a pipe), a line per evaluation,
+and a final summary. Warnings and interruptions go to stderr.
 """
 
 from __future__ import annotations
@@ -23,17 +27,30 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+def format_duration(seconds: float) -> str:
+    """``1:02:03`` / ``2:03`` / ``4.2s``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 class RunLogger:
-    """Writes metrics for one run directory.
+    """Writes metrics for one run directory and reports progress.
 
     Args:
         run_dir: the run directory.
-        total_steps: length of the progress bar.
-        progress: show a tqdm bar (``None``: only when stderr is a terminal).
+        total_steps: the run's budget (bar length, ETA).
+        progress: a tqdm bar (True), nothing (False), or None: the bar on a terminal, plain
+            progress lines otherwise.
         start_step: on resume, lines after this step are dropped from ``metrics.jsonl`` and
             TensorBoard events after it are purged, so a resumed run's files equal an
             uninterrupted one's.
         tensorboard: write TensorBoard event files.
+        progress_every: seconds between plain progress lines.
+        unit: what a step counts (``env steps``, ``updates``).
+        backends: further metric sinks with ``log(step, metrics)`` and ``close()`` (W&B).
     """
 
     def __init__(
@@ -43,6 +60,9 @@ class RunLogger:
         progress: bool | None = None,
         start_step: int = 0,
         tensorboard: bool = True,
+        progress_every: float = 30.0,
+        unit: str = "steps",
+        backends: list[Any] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
@@ -54,19 +74,34 @@ class RunLogger:
 
             purge = start_step + 1 if start_step else None
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
-        if progress is None:
-            progress = sys.stderr.isatty()
+        self.backends = list(backends or [])
+        interactive = sys.stderr.isatty()
+        self._plain = progress is None and not interactive
         self._bar = tqdm(
             total=total_steps,
             initial=start_step,
-            unit="step",
+            unit=unit.split()[-1].rstrip("s"),
             unit_scale=True,
             dynamic_ncols=True,
-            disable=not progress,
+            disable=not (progress or (progress is None and interactive)),
         )
-        self._last_time = time.perf_counter()
+        self.total_steps = total_steps
+        self.unit = unit
+        self.progress_every = progress_every
+        self._started = time.perf_counter()
+        self._start_step = start_step
+        self._last_time = self._last_line = self._started
         self._last_step = start_step
+        self._sps = 0.0
         self._postfix: dict[str, str] = {}
+
+    # ---- console ------------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        """One line for a person, on stdout (above the bar when there is one)."""
+        if self._bar.disable:
+            print(text, flush=True)
+        else:
+            self._bar.write(text, file=sys.stdout)
 
     def _truncate_after(self, step: int) -> None:
         if not self.metrics_path.exists():
@@ -81,30 +116,72 @@ class RunLogger:
         self.metrics_path.write_text("".join(f"{line}\n" for line in kept))
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
-        """Append one line to ``metrics.jsonl`` and the same scalars to TensorBoard."""
+        """Append one line to ``metrics.jsonl`` and the same scalars to TensorBoard (and W&B)."""
         record = {"step": step, **{k: _json_number(v) for k, v in metrics.items()}}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if self.writer is not None:
             for key, value in metrics.items():
                 self.writer.add_scalar(key, value, step)
+        for backend in self.backends:
+            backend.log(step, metrics)
         if "train/episode_return" in metrics:
             self._postfix["return"] = f"{metrics['train/episode_return']:.1f}"
         if "eval/return_mean" in metrics:
             self._postfix["eval"] = f"{metrics['eval/return_mean']:.1f}"
 
     def progress(self, step: int) -> None:
-        """Advance the progress bar and record throughput."""
+        """Advance the bar (or print a plain line when one is due) and record throughput."""
         now = time.perf_counter()
-        if now - self._last_time < 0.5:
-            return
-        sps = (step - self._last_step) / (now - self._last_time)
-        if self.writer is not None:
-            self.writer.add_scalar("perf/steps_per_second", sps, step)
-        self._postfix["sps"] = f"{sps:,.0f}"
-        self._bar.set_postfix(self._postfix, refresh=False)
-        self._bar.update(step - self._bar.n)
-        self._last_time, self._last_step = now, step
+        if now - self._last_time >= 0.5:
+            self._sps = (step - self._last_step) / (now - self._last_time)
+            if self.writer is not None:
+                self.writer.add_scalar("perf/steps_per_second", self._sps, step)
+            self._postfix["sps"] = f"{self._sps:,.0f}"
+            self._bar.set_postfix(self._postfix, refresh=False)
+            self._bar.update(step - self._bar.n)
+            self._last_time, self._last_step = now, step
+        if self._plain and now - self._last_line >= self.progress_every:
+            self._last_line = now
+            self.say(self._progress_line(step, now))
+
+    def _progress_line(self, step: int, now: float) -> str:
+        elapsed = now - self._started
+        done = (step - self._start_step) / max(1, self.total_steps - self._start_step)
+        eta = elapsed * (1 - done) / done if done > 0 else float("nan")
+        rate = (step - self._start_step) / elapsed if elapsed > 0 else 0.0
+        parts = [
+            f"deeprl: {step:,}/{self.total_steps:,} {self.unit} "
+            f"({100 * step / self.total_steps:.0f}%)",
+            f"{rate:,.0f} {self.unit}/s",
+            *(f"{k} {v}" for k, v in self._postfix.items() if k != "sps"),
+            f"{format_duration(elapsed)} elapsed"
+            + (f", ETA {format_duration(eta)}" if math.isfinite(eta) else ""),
+        ]
+        return " | ".join(parts)
+
+    def eval_progress(self, step: int, episodes: int, total: int, started: float) -> None:
+        """During an evaluation: the bar shows the episodes done; plainly, a line when due."""
+        self._bar.set_description(f"eval {episodes}/{total}", refresh=True)
+        now = time.perf_counter()
+        if self._plain and now - self._last_line >= self.progress_every:
+            self._last_line = now
+            self.say(
+                f"deeprl: evaluating at step {step:,}: {episodes}/{total} episodes "
+                f"({format_duration(now - started)})"
+            )
+
+    def eval_done(self, step: int, report: dict, seconds: float) -> None:
+        self._bar.set_description("")
+        self.say(
+            f"deeprl: eval at step {step:,}: return {report['return_mean']:.2f} +- "
+            f"{report['return_std']:.2f} over {report['episodes']} episodes "
+            f"({format_duration(seconds)})"
+        )
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._started
 
     def close(self, step: int) -> None:
         self._bar.update(step - self._bar.n)
@@ -113,3 +190,5 @@ class RunLogger:
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
+        for backend in self.backends:
+            backend.close()

@@ -37,7 +37,8 @@ def interrupt_run(args: list[str], run_dir: Path, cwd: Path, after_lines: int = 
                   module: str = "deeprl.train") -> str:
     """Start ``python -m <module> hydra.run.dir=<run_dir> args...``, send SIGTERM once
     ``metrics.jsonl`` has ``after_lines`` lines, and return its stderr (asserting a clean
-    stop with a checkpoint)."""
+    stop with a checkpoint, and the exit status 128 + SIGTERM that tells it from a finished
+    run)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", module, f"hydra.run.dir={run_dir}", *args],
         cwd=cwd, env=_cli_env(), stderr=subprocess.PIPE, text=True,
@@ -50,7 +51,7 @@ def interrupt_run(args: list[str], run_dir: Path, cwd: Path, after_lines: int = 
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "checkpoint saved" in stderr
     assert not (run_dir / "eval.json").exists()
     return stderr

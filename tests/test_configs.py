@@ -2,8 +2,10 @@
 its own range fails here and not in a user's sweep."""
 
 import dataclasses
+from importlib import resources
 
 import pytest
+import yaml
 
 from deeprl.agent import agent_registry
 from deeprl.config import check_options, compose
@@ -23,10 +25,61 @@ def test_every_config_in_group_composes(group):
 
 
 def test_tuned_configs_name_an_existing_agent_and_env():
-    agents, envs = config_options("agent"), config_options("env")
-    for name in config_options("tuned"):
+    agents, envs, tuned = config_options("agent"), config_options("env"), config_options("tuned")
+    for name in tuned:
         agent, _, env = name.partition("_")
-        assert agent in agents and env in envs, name
+        # <agent>_<suite>.yaml: the shared file of a suite with one env config per task
+        suite = any(t.startswith(f"{name}/") for t in tuned)
+        assert agent in agents and (env in envs or suite), name
+        if env in envs and "/" not in env:  # (the mujoco tasks: the next test)
+            cfg = compose([f"agent={agent}", f"env={env}"], return_hydra_config=True)
+            assert cfg.hydra.runtime.choices.tuned == name
+
+
+def test_every_mujoco_task_applies_its_suite_settings():
+    """env=mujoco/<task> resolves to tuned/<agent>_mujoco/<task>.yaml, which includes the suite's
+    file; a task added to configs/env/mujoco/ without one would silently run generic defaults."""
+    tuned = resources.files("deeprl.configs") / "tuned"
+    tasks = [e.removeprefix("mujoco/") for e in config_options("env") if e.startswith("mujoco/")]
+    assert len(tasks) == 11
+    for agent in ("ppo", "sac"):
+        for task in tasks:
+            path = tuned / f"{agent}_mujoco" / f"{task}.yaml"
+            assert yaml.safe_load(path.read_text())["defaults"] == [f"/tuned/{agent}_mujoco"]
+    ppo = compose(["agent=ppo", "env=mujoco/swimmer"], return_hydra_config=True)
+    assert ppo.hydra.runtime.choices.tuned == "ppo_mujoco/swimmer"
+    assert (ppo.agent.num_envs, ppo.agent.num_steps, ppo.agent.num_minibatches) == (1, 2048, 32)
+    assert ppo.agent.normalize_obs and ppo.agent.normalize_reward and ppo.agent.ent_coef == 0
+    assert compose(["agent=sac", "env=mujoco/swimmer"]).train.total_steps == 1_000_000
+
+
+def test_suite_settings_reach_the_experiments():
+    cfg = compose(["+experiment=atari100k", "agent=dqn"])
+    agent = cfg.agent
+    assert (agent.torso, agent.learning_starts, agent.buffer_size) == ("nature_cnn", 1600, 100_000)
+    assert agent.n_step == 10 and agent.double and agent.dueling and agent.eval_epsilon == 0.001
+    assert (cfg.env.size, cfg.env.grayscale, cfg.env.frame_stack) == (84, True, 4)
+    assert compose(["+experiment=atari100k", "agent=dqn", "~tuned"]).agent.buffer_size == 10_000
+    ppo = compose(["+experiment=atari100k", "agent=ppo"]).agent
+    assert (ppo.torso, ppo.num_envs, ppo.clip_coef) == ("nature_cnn", 8, 0.1)
+    # mujoco_1m sweeps env over the tasks: each job composes with its env=mujoco/<task>.
+    sweep = compose(["+experiment=mujoco_1m"], return_hydra_config=True).hydra.sweeper.params
+    for env in sweep.env.split(","):
+        cfg = compose(["+experiment=mujoco_1m", "agent=sac", f"env={env}"])
+        assert cfg.train.total_steps == 1_000_000 and cfg.agent.buffer_size == 1_000_000
+        assert (cfg.agent.torso, cfg.agent.learning_starts) == ("auto", 5000)
+
+
+def test_atari_and_dmc_suite_settings():
+    dqn = compose(["agent=dqn", "env=atari", "env.game=Breakout"]).agent
+    assert (dqn.lr, dqn.buffer_size, dqn.batch_size) == (1e-4, 10**6, 32)
+    assert dqn.learning_starts == 80_000 and dqn.torso == "nature_cnn"
+    assert (dqn.train_frequency, dqn.target_network_frequency, dqn.end_e) == (4, 1000, 0.01)
+    assert dqn.exploration_fraction == 0.1 and dqn.eval_epsilon == 0.05
+    assert dqn.frame_stack is None  # the env's stack (spec.metadata["frame_stack"])
+    sac = compose(["agent=sac", "env=dmc", "env.task=cheetah-run", "env.pixels=true"])
+    assert (sac.agent.image_pad, sac.agent.buffer_size) == (4, 100_000)
+    assert sac.train.total_steps == 500_000
 
 
 def test_agent_group_is_the_config_dataclass():

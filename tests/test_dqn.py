@@ -152,3 +152,18 @@ def test_dqn_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr
     last = read_jsonl(run_dir / "metrics.jsonl")[-1]
     assert last["step"] == 600 and "train/td_loss" in last
+
+
+def test_eval_epsilon_acts_randomly_in_evaluation_only_when_set():
+    spec = EnvSpec("pixels", Box.uniform((4, 84, 84), 0, 255, torch.uint8), Discrete(6))
+    obs = torch.zeros(200, 4, 84, 84, dtype=torch.uint8)  # one state: greedy is one action
+    greedy, _, _ = DQN(spec, 1).act(obs, deterministic=True)
+    assert greedy.unique().numel() == 1
+    torch.manual_seed(0)
+    agent = DQN(spec, 1, config=make_config(DQN.Config, {"eval_epsilon": 0.5}))
+    action, _, _ = agent.act(obs, deterministic=True)
+    greedy = agent.q_values(obs[:1]).argmax(-1)
+    off_greedy = (action != greedy).float().mean().item()
+    assert 0.3 < off_greedy < 0.55  # epsilon 0.5, of which 1/6 lands on the greedy action
+    with pytest.raises(UserError, match="eval_epsilon"):
+        make_config(DQN.Config, {"eval_epsilon": 1.5})

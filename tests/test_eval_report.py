@@ -58,6 +58,8 @@ def write_run(
             "episodes": 3,
             "step": steps[-1],
             "returns": [final - 1, final, final + 1],
+            # as the trainer writes it: the best evaluation, here one scoring 10 more
+            "best": {"return_mean": final + 10, "return_std": 1.0, "step": steps[0]},
         }
         (run / "eval.json").write_text(json.dumps(report))
     return run
@@ -320,3 +322,13 @@ def test_curves_draw_every_evaluation_and_single_points(tmp_path: Path, monkeypa
     (bar,) = [c for c in ax.collections if isinstance(c, LineCollection)]
     (segment,) = bar.get_segments()
     assert segment[:, 0].tolist() == [3000, 3000] and segment[0, 1] < segment[1, 1]
+
+
+def test_best_scores_instead_of_final_ones(tmp_path: Path, capsys) -> None:
+    for seed in range(2):
+        write_run(tmp_path / "runs", "ppo", "cartpole", "CartPole-v1", seed, 100.0 + seed)
+    for which, expected in (("final", "100.5"), ("best", "110.5")):
+        out = tmp_path / which
+        main([str(tmp_path / "runs"), "--out", str(out), "--score", which, "--reps", "100"])
+        text = (out / "report.md").read_text()
+        assert f"of the {which} evaluation" in text and expected in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 from functools import partial
@@ -230,6 +231,18 @@ def test_unknown_id_and_unsupported_spaces():
         GymVectorEnv("FrozenLake-v1", 1)
     with pytest.raises(UserError, match="sync"):
         GymVectorEnv("CartPole-v1", 1, vectorization="threads")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("Box2D") is not None, reason="Box2D is installed")
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"vectorization": "async"}, {"vectorization": "async", "workers": 1}]
+)
+def test_missing_box2d_is_one_line_naming_the_pip_install(kwargs):
+    with pytest.raises(UserError) as error:
+        GymVectorEnv("LunarLander-v3", 2, **kwargs)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("gymnasium env 'LunarLander-v3' needs")
+    assert "Box2D" in message and 'pip install "gymnasium[box2d]"' in message
 
 
 def test_make_env_gym_backend():

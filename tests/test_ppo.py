@@ -30,6 +30,22 @@ def test_ppo_value_clipping_and_entropy_terms():
     torch.testing.assert_close(loss, torch.tensor(0.5 * 0.5 * 7.84 - 0.1 * 0.7))
 
 
+def test_ppo_loss_shortcuts_keep_the_loss_and_its_gradient():
+    # With ent_coef 0 the entropy stays out of the graph, and diagnostics=False skips the
+    # statistics; the loss and the gradient are those of the full expression, bit for bit.
+    torch.manual_seed(0)
+    new, entropy = torch.randn(8, requires_grad=True), torch.rand(8, requires_grad=True)
+    old, adv, value_loss = torch.randn(8), torch.randn(8), torch.rand(8)
+    loss, stats = ppo_loss(new, old, adv, entropy, value_loss, 0.2, 0.0, 0.5, diagnostics=False)
+    loss.backward()
+    assert stats == {} and entropy.grad is None
+    ratio = (new - old).exp()
+    pg = torch.max(-adv * ratio, -adv * ratio.clamp(0.8, 1.2)).mean()
+    reference = pg - 0.0 * entropy.mean() + 0.5 * value_loss.mean()
+    (expected,) = torch.autograd.grad(reference, new)
+    assert torch.equal(loss, reference) and torch.equal(new.grad, expected)
+
+
 def test_act_shapes_discrete_and_continuous():
     for name, action_shape in (("cartpole", (3,)), ("pendulum", (3, 1))):
         env = make_env(name, num_envs=3)

@@ -84,6 +84,17 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
+# Memory a capacity suggestion leaves to the rest of the run (networks, batches, the env).
+HEADROOM_BYTES = 2 * 2**30
+
+
+def fitting_capacity(available: int, bytes_per_item: float) -> int:
+    """A replay capacity to suggest when the asked one does not fit in ``available`` bytes: one
+    that takes at most half of them and leaves at least ``HEADROOM_BYTES`` free (0: none)."""
+    budget = min(available / 2, available - HEADROOM_BYTES)
+    return max(0, int(budget // bytes_per_item))
+
+
 def spec_bytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
     """Bytes of a tensor of ``shape`` and ``dtype``."""
     count = 1
@@ -215,12 +226,16 @@ class ReplayBuffer(Buffer):
         needed = self._planned_bytes(fields, end_rows)
         available = available_memory(self.device)
         if available is not None and needed > available:
-            per_item = needed / (self.steps * self.num_envs)
+            fits = fitting_capacity(available, needed / (self.steps * self.num_envs))
+            if fits >= self.num_envs * (self.n_step + self.frame_stack):
+                hint = (f"lower agent.buffer_size (about {fits} would fit using at most half of "
+                        "that and leaving 2 GiB free for the rest of the run)")
+            else:
+                hint = f"free memory on {self.device} or lower agent.buffer_size"
             raise UserError(
                 f"replay buffer capacity {self.capacity} needs {needed} bytes "
                 f"({needed / 2**30:.1f} GiB) on {self.device} but only {available} bytes "
-                f"({available / 2**30:.1f} GiB) are available; lower agent.buffer_size "
-                f"(about {int(available / per_item)} would fit)"
+                f"({available / 2**30:.1f} GiB) are available; {hint}"
             )
         data, ends = self._plan(fields, end_rows)
         self.data = {

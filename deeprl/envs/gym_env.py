@@ -10,6 +10,7 @@ directly onto :class:`StepResult` (``obs`` the reset observation, ``next_obs`` t
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -22,6 +23,12 @@ from deeprl.envs.base import EpisodeTally, HostVectorEnv, StepResult
 from deeprl.envs.pool import PooledAsyncVectorEnv
 from deeprl.envs.spec import Box, Discrete, EnvSpec, Space
 from deeprl.errors import UserError, close_matches
+
+# gymnasium renders eval videos offscreen through pygame; on a machine without a display, SDL's
+# video driver probe prints "XDG_RUNTIME_DIR is invalid" at every render. (SDL reads it when
+# pygame initializes.)
+if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
 def find_gym_spec(env_id: str) -> gymnasium.envs.registration.EnvSpec:
@@ -44,6 +51,24 @@ def find_gym_spec(env_id: str) -> gymnasium.envs.registration.EnvSpec:
         ) from e
     except gymnasium.error.Error as e:  # e.g. a version that does not exist or is deprecated
         raise UserError(f"gymnasium env id {name!r}: {e}") from e
+
+
+def _import_entry_point(gym_spec: gymnasium.envs.registration.EnvSpec) -> None:
+    """Import the module of the env's entry point here, so that a missing dependency raises in
+    this process (not in a worker) and as one line.
+
+    Raises:
+        UserError: gymnasium's DependencyNotInstalled (e.g. LunarLander without Box2D), whose
+            message names the package and its pip command.
+    """
+    if isinstance(gym_spec.entry_point, str):
+        try:
+            importlib.import_module(gym_spec.entry_point.partition(":")[0])
+        except gymnasium.error.DependencyNotInstalled as e:
+            reason = str(e).strip().splitlines()[0]
+            raise UserError(
+                f"gymnasium env {gym_spec.id!r} needs a package that is not installed: {reason}"
+            ) from e
 
 
 def _box_from_gym(space: gymnasium.spaces.Box, dtype: torch.dtype) -> Box:
@@ -167,6 +192,7 @@ class GymVectorEnv(HostVectorEnv):
         if env_fns is None:
             gym_spec = find_gym_spec(env_id)
             spec_id, max_episode_steps = gym_spec.id, gym_spec.max_episode_steps
+            _import_entry_point(gym_spec)
             if workers is None:
                 self.env = gymnasium.make_vec(
                     env_id,

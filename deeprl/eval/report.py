@@ -119,11 +119,11 @@ def make_scorers(
     return scorers, metric, label
 
 
-def scored(runs: list[Run], scorer: Scorer) -> list[tuple[Run, float]]:
-    """Finished runs that have the score, with their (normalized) final score."""
+def scored(runs: list[Run], scorer: Scorer, which: str = "final") -> list[tuple[Run, float]]:
+    """Finished runs that have the score, with their (normalized) final or best score."""
     out = []
     for run in runs:
-        value = run.final_score(scorer.score_key)
+        value = run.final_score(scorer.score_key, which)
         if value is not None:
             out.append((run, float(scorer.affine(value))))
     return out
@@ -401,6 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("A", "B"),
         help="probability of improvement P(A > B) and IQM(A) - IQM(B), with 95%% CIs",
     )
+    parser.add_argument(
+        "--score",
+        choices=["final", "best"],
+        default="final",
+        help="score each run by its final evaluation (default) or its best one (the weights "
+        "kept as agent_best.safetensors, as SB3's EvalCallback)",
+    )
     parser.add_argument("--reps", type=int, default=50_000, help="bootstrap replicates")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     return parser
@@ -476,7 +483,8 @@ def build_report(args: argparse.Namespace) -> tuple[Report, Groups, dict[str, Sc
     problems += completeness_problems(groups, {t: s.score_key for t, s in scorers.items()})
     agents = sorted({agent for agent, _ in groups})
     tasks = sorted(scorers)
-    scores = {key: scored(members, scorers[key[1]]) for key, members in groups.items()}
+    which = getattr(args, "score", "final")
+    scores = {key: scored(members, scorers[key[1]], which) for key, members in groups.items()}
     metrics = ["mean", "median", "iqm"] + (["optimality_gap"] if metric == "normalized" else [])
     aggregates, agent_tasks = {}, {}
     for agent in agents:
@@ -580,7 +588,8 @@ def write_report(
         "# deeprl report",
         "",
         f"Runs from: {', '.join(str(p) for p in args.paths)}  ",
-        f"Score: {report.label} of the final evaluation (eval.json); suites: {suites}.  ",
+        f"Score: {report.label} of the {getattr(args, 'score', 'final')} evaluation "
+        f"(eval.json); suites: {suites}.  ",
         f"Per task: mean ± sample std over seeds (n = finished seeds). Aggregates: point estimate "
         f"[95% CI], stratified bootstrap over runs within tasks, {args.reps} replicates, "
         f"seed {args.seed}.",

@@ -65,11 +65,14 @@ class Run:
     def finished(self) -> bool:
         return self.final is not None
 
-    def final_score(self, score_key: str) -> float | None:
-        """Final evaluation score (``return_mean`` or ``success_rate``), None if not recorded."""
+    def final_score(self, score_key: str, which: str = "final") -> float | None:
+        """Evaluation score (``return_mean`` or ``success_rate``) of the final evaluation, or of
+        the best one (``which="best"``: eval.json's ``best``, the weights kept as
+        ``agent_best.safetensors``); None if not recorded."""
         if self.final is None:
             return None
-        value = self.final.get(FINAL_KEYS[score_key])
+        source = self.final if which == "final" else self.final.get("best") or {}
+        value = source.get(FINAL_KEYS[score_key])
         return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
     def describe(self) -> str:

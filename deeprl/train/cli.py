@@ -88,49 +88,112 @@ def _sweep_variants(overrides: list) -> list[list[str]]:
     return variants
 
 
-def run(cfg: DictConfig) -> dict | None:
-    """Train with a composed config inside the current Hydra run directory."""
+#: Keys a resumed run may change: how long it runs, how it is evaluated, logged and named.
+#: Anything else (agent, env, seed, device, dataset) would make it another run.
+RESUMABLE_KEYS = ("train", "logger", "wandb", "name", "tags")
+
+
+def _resumed_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
+    """The saved config of ``run_dir`` with the overrides given on resume applied, where they
+    are safe (``RESUMABLE_KEYS``).
+
+    Raises:
+        UserError: an override would change the run itself.
+    """
+    from deeprl.train.trainer import resolved_config
+
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    given = OmegaConf.create(resolved_config(cfg))
+    merged = saved.copy()
+    for text in _task_overrides():
+        key = parse_override(text).key_or_group
+        if key == "resume" or key.startswith("hydra"):
+            continue
+        old = OmegaConf.select(saved, key, default=None)
+        new = OmegaConf.select(given, key, default=None)
+        if isinstance(old, DictConfig):
+            old = OmegaConf.to_container(old)
+        if isinstance(new, DictConfig):
+            new = OmegaConf.to_container(new)
+        if old == new:
+            continue
+        if key.split(".")[0] not in RESUMABLE_KEYS:
+            raise UserError(
+                f"resume={run_dir} continues its saved run, and {text} would change it "
+                f"({key} is {old!r} there). Only train.*, logger, wandb.*, name and tags can "
+                f"change on resume; start a new run (another hydra.run.dir) to change the rest"
+            )
+        OmegaConf.update(merged, key, new, force_add=True)
+    merged.resume = str(cfg.resume)
+    return merged
+
+
+def run(cfg: DictConfig):
+    """Train with a composed config inside the current Hydra run directory; returns the
+    :class:`~deeprl.train.trainer.Trainer` (None when the run was already finished)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from deeprl.train.trainer import Trainer
+    from deeprl.train.trainer import CHECKPOINT, Trainer, resolved_config
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.get("resume"):
-        saved = OmegaConf.load(run_dir / "config.yaml")
-        saved.resume = cfg.resume
-        saved.train.total_steps = cfg.train.total_steps if _given("train.total_steps") else (
-            saved.train.total_steps
-        )
-        cfg = saved
+        cfg = _resumed_config(cfg, run_dir)
     # Values a sweeper generates (an experiment's hydra.sweeper.params) are first seen here.
     validate(cfg)
-    if not cfg.get("resume") and (run_dir / "config.yaml").exists():
+    checkpoint = run_dir / CHECKPOINT
+    if not cfg.get("resume") and checkpoint.exists():
         # A re-run of a sweep lands in the same directory: continue it only if it is the same run.
         saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
-        if saved != OmegaConf.to_container(cfg, resolve=True):
+        if saved != resolved_config(cfg):
             raise UserError(
                 f"{run_dir} already holds a run with a different config; choose another "
                 f"hydra.run.dir (or hydra.sweep.dir), or resume={run_dir} to continue that run"
             )
-    if (run_dir / "eval.json").exists():
-        print(f"{PROG}: {run_dir} already finished (eval.json exists); skipping", file=sys.stderr)
-        return None
-    return Trainer(cfg, run_dir).train()
+    finished = run_dir / "eval.json"
+    if finished.exists():
+        done = OmegaConf.load(finished).get("step", 0)
+        if int(cfg.train.total_steps) <= done:
+            print(
+                f"{PROG}: {run_dir} already finished at step {done} (eval.json exists); "
+                f"skipping. Extend it with resume={run_dir} train.total_steps=<more>",
+                file=sys.stderr,
+            )
+            return None
+        finished.unlink()  # extended: the run is unfinished until it reaches the new budget
+    trainer = Trainer(cfg, run_dir)
+    trainer.train()
+    return trainer
 
 
-def _given(key: str) -> bool:
+def _task_overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
-    return any(o.split("=", 1)[0].lstrip("+") == key for o in HydraConfig.get().overrides.task)
+    return list(HydraConfig.get().overrides.task)
+
+
+def _exit_interrupted(signum: int | None = None) -> None:
+    if signum is None:
+        print(f"{PROG}: interrupted during start-up; nothing was started", file=sys.stderr)
+    sys.exit(128 + (signum or 2))
 
 
 @hydra.main(version_base=None, config_path="pkg://deeprl.configs", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     try:
-        run(cfg)
+        trainer = run(cfg)
     except UserError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        _exit_interrupted()
+    # An interrupted run exits 128 + signal, as shells report it, so scripts can tell it from
+    # a finished one; jobs of a sweep return to the launcher, which resumes them on a re-run.
+    single = HydraConfig.get().mode != RunMode.MULTIRUN
+    if single and trainer is not None and trainer.stopped_by is not None:
+        sys.exit(128 + trainer.stopped_by)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        _exit_interrupted()
     sys.argv = [PROG, *argv]
     try:
         _hydra_main()

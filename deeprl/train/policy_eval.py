@@ -7,6 +7,7 @@ aggregates, reports) computed from these evaluations.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -26,6 +27,8 @@ def evaluate_policy(
     seed: int,
     deterministic: bool = True,
     max_steps: int = 1_000_000,
+    max_episode_steps: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Run ``episodes`` full episodes and report their returns.
 
@@ -33,8 +36,13 @@ def evaluate_policy(
     order, so short episodes are not over-represented and the result depends only on ``seed``.
     The evaluation keeps its own policy state for its N copies.
 
+    Args:
+        max_episode_steps: an episode still running after this many steps is counted with its
+            return so far (and ``truncated`` in the report); that copy then sits out until its
+            env episode ends, since a vector env resets copies only when they finish.
+        progress: called with the number of episodes counted so far whenever it grows.
     Returns:
-        ``{"return_mean", "return_std", "episodes", "returns", "lengths"}`` and
+        ``{"return_mean", "return_std", "episodes", "returns", "lengths", "truncated"}`` and
         ``"success_rate"`` when the env reports ``info["success"]``.
     """
     n = env.num_envs
@@ -44,6 +52,11 @@ def evaluate_policy(
     successes: list[list[float]] = [[] for _ in range(n)]
     space = env.spec.action_space
     bounds = space.bounds(env.device) if isinstance(space, Box) else None
+    cut = 0
+    sitting_out = [False] * n
+    if max_episode_steps is not None:
+        running_return = torch.zeros(n, dtype=torch.float64, device=env.device)
+        running_length = torch.zeros(n, dtype=torch.int64, device=env.device)
     obs = env.reset(seed=seed)
     state = agent.initial_state(n)
     is_first = torch.ones(n, dtype=torch.bool, device=env.device)
@@ -57,19 +70,36 @@ def evaluate_policy(
                 action = action.clamp(*bounds)
             result = env.step(action)
             obs, is_first = result.obs, result.done
-            if not result.done.any():
-                continue
-            done = result.done.cpu().tolist()
-            ep_returns = result.episode_return.cpu().tolist()
-            ep_lengths = result.episode_length.cpu().tolist()
-            success = result.info.get("success")
-            success = success.cpu().tolist() if success is not None else None
-            for i in range(n):
-                if done[i] and len(returns[i]) < per_env:
-                    returns[i].append(ep_returns[i])
-                    lengths[i].append(int(ep_lengths[i]))
-                    if success is not None:
-                        successes[i].append(float(success[i]))
+            counted = sum(map(len, returns))
+            if max_episode_steps is not None:
+                running_return += result.reward
+                running_length += 1
+                over = (running_length >= max_episode_steps) & ~result.done
+                if over.any():
+                    for i in over.nonzero().flatten().tolist():
+                        if not sitting_out[i] and len(returns[i]) < per_env:
+                            returns[i].append(running_return[i].item())
+                            lengths[i].append(max_episode_steps)
+                            cut += 1
+                        sitting_out[i] = True
+                running_return.masked_fill_(result.done, 0.0)
+                running_length.masked_fill_(result.done, 0)
+            if result.done.any():
+                done = result.done.cpu().tolist()
+                ep_returns = result.episode_return.cpu().tolist()
+                ep_lengths = result.episode_length.cpu().tolist()
+                success = result.info.get("success")
+                success = success.cpu().tolist() if success is not None else None
+                for i in range(n):
+                    if done[i] and sitting_out[i]:
+                        sitting_out[i] = False
+                    elif done[i] and len(returns[i]) < per_env:
+                        returns[i].append(ep_returns[i])
+                        lengths[i].append(int(ep_lengths[i]))
+                        if success is not None:
+                            successes[i].append(float(success[i]))
+            if progress is not None and sum(map(len, returns)) > counted:
+                progress(min(episodes, sum(map(len, returns))))
             if all(len(r) >= per_env for r in returns):
                 break
         else:
@@ -87,6 +117,7 @@ def evaluate_policy(
         "episodes": len(flat_returns),
         "returns": flat_returns,
         "lengths": flat_lengths,
+        "truncated": cut,
     }
     flat_success = [s for env_s in successes for s in env_s][:episodes]
     if flat_success:

@@ -20,6 +20,7 @@ import random
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from deeprl.agent import Agent, agent_registry, make_agent
 from deeprl.envs.registry import make_env
 from deeprl.errors import UserError
 from deeprl.io import load_checkpoint, save_checkpoint, write_json_atomic
-from deeprl.logging import RunLogger
+from deeprl.logging import RunLogger, format_duration
 from deeprl.train.policy_eval import EVAL_SEED_OFFSET, evaluate_policy
 from deeprl.train.sources import OfflineSource, OnlineSource
 
@@ -157,6 +158,10 @@ class Trainer:
         else:
             self.source = OnlineSource(env, self.agent, seed=int(cfg.seed))
         self.last_eval: dict | None = None
+        self.best: dict | None = None  # the best evaluation so far: return_mean/std, step
+        self.learned = False  # whether the agent has made an update yet
+        self.stopped_by: int | None = None  # the signal that interrupted train(), if any
+        self.wandb_id: str | None = None  # the W&B run this run logs to (logger=wandb)
         # Setup succeeded: from here on the directory holds this run.
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -176,6 +181,7 @@ class Trainer:
             "step": step,
             "agent": self.agent.checkpoint_state(),
             "source": self.source.state_dict(),
+            "progress": {"learned": self.learned, "best": self.best, "wandb_id": self.wandb_id},
             "rng": {"torch": torch.get_rng_state()},
         }
         if self.source.persistent:
@@ -197,6 +203,9 @@ class Trainer:
             buffer_state = load_checkpoint(buffer_path, map_location=self.device)["buffer"]
             self.buffer.load_state_dict(buffer_state)
         self.source.load_state_dict(state["source"])
+        self.learned = bool(state["progress"]["learned"])
+        self.best = state["progress"]["best"]
+        self.wandb_id = state["progress"]["wandb_id"]
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
@@ -204,16 +213,26 @@ class Trainer:
 
     # ---- evaluation ---------------------------------------------------------------------------
     def run_evaluation(self, step: int, logger: RunLogger) -> dict:
+        """Evaluate the current policy; keep its weights as ``agent_best.safetensors`` when it
+        is the best evaluation so far (as Stable-Baselines3's ``EvalCallback``)."""
         train = self.cfg.train
         seed = int(self.cfg.seed) + EVAL_SEED_OFFSET
+        episodes = int(train.eval_episodes)
+        started = time.perf_counter()
         report = evaluate_policy(
             self.agent,
             self.eval_env,
-            episodes=int(train.eval_episodes),
+            episodes=episodes,
             seed=seed,
             deterministic=bool(train.eval_deterministic),
+            max_episode_steps=train.eval_max_episode_steps,
+            progress=lambda done: logger.eval_progress(step, done, episodes, started),
         )
         report["step"] = step
+        logger.eval_done(step, report, time.perf_counter() - started)
+        if self.best is None or report["return_mean"] > self.best["return_mean"]:
+            self.best = {k: report[k] for k in ("return_mean", "return_std", "step")}
+            self.agent.save(self.run_dir / "agent_best.safetensors", env=self.env_cfg)
         self.last_eval = report
         if train.eval_video:
             from deeprl.envs.render import record_video
@@ -233,30 +252,79 @@ class Trainer:
         return build_video_env(self.env_cfg, self.device)
 
     # ---- loop ---------------------------------------------------------------------------------
+    def _start_line(self, start: int, total: int) -> str:
+        cfg = self.cfg
+        params = sum(p.numel() for p in self.agent.parameters())
+        env = self.eval_env.spec.id
+        copies = getattr(self.source, "env", None)
+        copies = f", {copies.num_envs} copies" if copies is not None else ""
+        dataset = cfg.get("dataset")
+        data = f" | dataset {dataset.name}" if dataset else ""
+        label = f" {cfg.name}" if cfg.get("name") else ""
+        tags = f" [{', '.join(cfg.tags)}]" if cfg.get("tags") else ""
+        what = f"resuming at {start:,}/{total:,}" if start else f"{total:,}"
+        return (
+            f"deeprl: run{label}{tags} -> {self.run_dir} | agent {self.agent.name} "
+            f"({params:,} parameters) | env {env}{copies}{data} | device {self.device} | "
+            f"{what} {self._unit}"
+        )
+
+    @property
+    def _unit(self) -> str:
+        return "updates" if self.agent.source == "offline" else "env steps"
+
+    def _no_update_warning(self, step: int) -> str:
+        config = getattr(self.agent, "config", None)
+        known = [f"agent.{k}={getattr(config, k)}" for k in ("learning_starts", "batch_size")
+                 if hasattr(config, k)]
+        hint = f" (it learns from {' and '.join(known)})" if known else ""
+        return (
+            f"deeprl: warning: the run ended at step {step:,} before agent={self.agent.name} "
+            f"made its first update{hint}: its evaluation is of the untrained policy. Raise "
+            f"train.total_steps, or let the agent start learning sooner."
+        )
+
+    def _make_logger(self, total: int, start: int) -> RunLogger:
+        cfg, train = self.cfg, self.cfg.train
+        backends = []
+        if cfg.get("logger") == "wandb":
+            from deeprl.wandb_backend import WandbBackend
+
+            wandb = WandbBackend(
+                self.run_dir, resolved_config(cfg, self.device), project=cfg.wandb.project,
+                name=cfg.get("name"), tags=list(cfg.get("tags") or ()), mode=cfg.wandb.mode,
+                resume_id=self.wandb_id, entity=cfg.wandb.entity,
+            )
+            self.wandb_id = wandb.run_id
+            backends.append(wandb)
+        return RunLogger(
+            self.run_dir, total, progress=train.progress, start_step=start,
+            progress_every=float(train.progress_every), unit=self._unit, backends=backends,
+        )
+
     def train(self) -> dict | None:
-        """Train to ``train.total_steps``; returns the final evaluation (None if interrupted)."""
+        """Train to ``train.total_steps``; returns the final evaluation (None if interrupted,
+        with the signal in ``stopped_by``)."""
         cfg, train = self.cfg, self.cfg.train
         total = int(train.total_steps)
         eval_every = int(train.eval_every or 0)
         log_every = int(train.log_every)
         ckpt_every = int(train.checkpoint_every or 0)
         start = self.restore() if (self.run_dir / CHECKPOINT).exists() else 0
-        if start:
-            print(f"deeprl: resuming {self.run_dir} from step {start}", file=sys.stderr)
-        else:
+        if not start:
             # A fresh start (possibly over a run killed before its first checkpoint).
             shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
-            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        logger = RunLogger(self.run_dir, total, progress=train.progress, start_step=start)
+        write_config(self.run_dir, cfg, self.device)
+        logger = self._make_logger(total, start)
+        logger.say(self._start_line(start, total))
         step = start
         update_metrics: dict[str, float | torch.Tensor] = {}
-        interrupted = False
         with _StopSignal() as stop:
             while step < total:
                 prev, step = step, self.source.advance()
                 metrics = self.agent.update(self.buffer, step)
                 if metrics is not None:
-                    update_metrics = metrics
+                    update_metrics, self.learned = metrics, True
                 evaluate_now = _crossed(eval_every, prev, step) or step >= total
                 if _crossed(log_every, prev, step) or evaluate_now:
                     record = {f"train/{k}": float(v) for k, v in update_metrics.items()}
@@ -267,29 +335,51 @@ class Trainer:
                         record["eval/return_std"] = report["return_std"]
                         if "success_rate" in report:
                             record["eval/success_rate"] = report["success_rate"]
+                    if step >= total and not self.learned:
+                        record["warning/no_update"] = 1.0
                     logger.log(step, record)
                 logger.progress(step)
                 if _crossed(ckpt_every, prev, step):
                     self.save()
                 if stop.received is not None:
-                    interrupted = True
+                    self.stopped_by = stop.received
                     break
-        if interrupted:
-            self.save()
+        self.save()
+        if self.stopped_by is not None:
             logger.close(step)
             print(
-                f"deeprl: stopped by signal {stop.received} at step {step}; checkpoint saved. "
-                f"Continue with: deeprl-train resume={self.run_dir}",
+                f"deeprl: stopped by signal {self.stopped_by} at step {step:,}; checkpoint "
+                f"saved. Continue with: deeprl-train resume={self.run_dir}",
                 file=sys.stderr,
             )
             return None
-        self.save()
         self.agent.save(self.run_dir / "agent.safetensors", env=self.env_cfg)
-        write_json_atomic(self.run_dir / "eval.json", self.last_eval)
+        final = {**self.last_eval, "best": self.best, "learned": self.learned}
+        write_json_atomic(self.run_dir / "eval.json", final)
+        logger.say(
+            f"deeprl: done: eval return {final['return_mean']:.2f} +- {final['return_std']:.2f}"
+            f" (best {self.best['return_mean']:.2f} at step {self.best['step']:,}) | "
+            f"{step:,} {self._unit} in {format_duration(logger.elapsed)} | {self.run_dir}"
+        )
         logger.close(step)
+        if not self.learned:
+            print(self._no_update_warning(step), file=sys.stderr)
         self.source.close()
         self.eval_env.close()
-        return self.last_eval
+        return final
+
+
+def write_config(run_dir: Path, cfg: DictConfig, device: torch.device) -> None:
+    """``config.yaml``: the resolved config, with the device actually used."""
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved_config(cfg, device)))
+
+
+def resolved_config(cfg: DictConfig, device: torch.device | None = None) -> dict:
+    """The config as plain data, interpolations resolved and ``device`` as used (``auto`` ->
+    ``cpu``/``cuda``), as ``config.yaml`` records it."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    data["device"] = str(device if device is not None else resolve_device(str(cfg.device)))
+    return data
 
 
 def build_video_env(env_cfg: dict, device: torch.device):

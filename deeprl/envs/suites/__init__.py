@@ -15,6 +15,7 @@ import dataclasses
 import importlib
 import importlib.util
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,20 @@ from deeprl.envs.render import setup_headless_gl
 from deeprl.errors import UserError, close_matches
 
 setup_headless_gl()  # before any suite imports mujoco
+
+
+def quiet_simulator_logs() -> None:
+    """Drop the INFO lines the simulators log when imported, which an INFO root logger (Hydra's)
+    would print: dm_control's GL backend and MuJoCo version (absl), PyOpenGL's missing
+    accelerate module. Their warnings and errors still show."""
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)
+    if importlib.util.find_spec("absl") is not None:
+        from absl import logging as absl_logging
+
+        absl_logging.get_absl_logger().setLevel(logging.WARNING)
+
+
+quiet_simulator_logs()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ and ALE's ``episode_frame_number``.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -31,6 +32,13 @@ from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 from deeprl.envs.base import VectorEnv
 from deeprl.errors import UserError, close_matches
+
+if importlib.util.find_spec("ale_py") is not None:
+    import ale_py
+
+    # ALE's C++ logger prints a banner on stderr at every ROM load; keep its warnings and errors.
+    # At import, so that async workers (they import this module for its wrappers) do it too.
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
 
 #: The 26 games of the Atari100k benchmark (Kaiser et al. 2020).
 ATARI100K_GAMES: tuple[str, ...] = (
