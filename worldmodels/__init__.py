@@ -4,13 +4,34 @@ Sequence models so far (issue 6): Mamba-1 and Mamba-2 blocks in PyTorch with mam
 parameter layout (``mamba``, ``mamba2``, scans in ``scans``), and the shared sequence-model
 interface with GRU and transformer baselines (``sequence``). ``make_sequence_model(kind)`` builds
 one by config name; the Drama world model will select its sequence model that way.
+DreamerV3's world-model parts (issue 12): the RSSM over any of those cores and its losses
+(``rssm``), encoders, decoders and heads (``dreamer_parts``).
 """
 
 if __name__ != "deeprl.worldmodels":  # the folder worldmodels/ is only ever deeprl.worldmodels
     raise ImportError(f"import deeprl.worldmodels, not {__name__!r}")
 
+from deeprl.worldmodels.dreamer_parts import (
+    ContinueHead,
+    ConvDecoder,
+    ConvEncoder,
+    MultiDecoder,
+    MultiEncoder,
+    ValueMLPHead,
+    VectorDecoder,
+    VectorEncoder,
+)
 from deeprl.worldmodels.mamba import KernelUnavailableError, Mamba, SSMState
 from deeprl.worldmodels.mamba2 import Mamba2
+from deeprl.worldmodels.rssm import (
+    RSSM,
+    Observed,
+    RSSMState,
+    kl_balance_loss,
+    straight_through_sample,
+    unimix,
+    world_model_loss,
+)
 from deeprl.worldmodels.sequence import (
     SEQUENCE_MODELS,
     GRUModel,
@@ -23,7 +44,11 @@ from deeprl.worldmodels.sequence import (
 )
 
 __all__ = [
+    "RSSM",
     "SEQUENCE_MODELS",
+    "ContinueHead",
+    "ConvDecoder",
+    "ConvEncoder",
     "GRUModel",
     "KVCache",
     "KernelUnavailableError",
@@ -31,8 +56,19 @@ __all__ = [
     "Mamba2",
     "Mamba2Model",
     "MambaModel",
+    "MultiDecoder",
+    "MultiEncoder",
+    "Observed",
+    "RSSMState",
     "SSMState",
     "SequenceModel",
     "TransformerModel",
+    "ValueMLPHead",
+    "VectorDecoder",
+    "VectorEncoder",
+    "kl_balance_loss",
     "make_sequence_model",
+    "straight_through_sample",
+    "unimix",
+    "world_model_loss",
 ]
