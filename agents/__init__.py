@@ -1,5 +1,6 @@
-"""Model-free agents (installed as ``deeprl.agents``), registered by their config names
-(``agent=<name>``); :func:`deeprl.agent.agent_registry` lists them with any user agents.
+"""Agents (installed as ``deeprl.agents``): model-free ones and DreamerV3, registered by
+their config names (``agent=<name>``); :func:`deeprl.agent.agent_registry` lists them with any
+user agents.
 """
 
 if __name__ != "deeprl.agents":  # the folder agents/ is only ever the package deeprl.agents
@@ -7,10 +8,11 @@ if __name__ != "deeprl.agents":  # the folder agents/ is only ever the package d
 
 from deeprl.agent import register_agent
 from deeprl.agents.dqn import DQN, DQNConfig
+from deeprl.agents.dreamer import Dreamer, DreamerConfig
 from deeprl.agents.ppo import PPO, PPOConfig
 from deeprl.agents.sac import SAC, SACConfig
 
-for _agent in (PPO, SAC, DQN):
+for _agent in (PPO, SAC, DQN, Dreamer):
     register_agent(_agent)
 
-__all__ = ["DQN", "DQNConfig", "PPO", "PPOConfig", "SAC", "SACConfig"]
+__all__ = ["DQN", "DQNConfig", "Dreamer", "DreamerConfig", "PPO", "PPOConfig", "SAC", "SACConfig"]
