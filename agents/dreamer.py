@@ -76,7 +76,9 @@ SIZES: dict[str, dict[str, int]] = {
 for _preset in SIZES.values():
     _preset.update(stoch=32, classes=32)
 
-SEQUENCES = ("gru", "mamba2", "transformer")
+# The transformer's KV cache has no per-step state to start imagination from or to keep per env
+# copy, so it is not a choice here (validation refuses it before anything runs).
+SEQUENCES = ("gru", "mamba2")
 OBS_KEY = "obs"  # the single observation's key for the dict-based encoder and decoder
 
 
@@ -136,11 +138,6 @@ class Dreamer(Agent):
     ) -> None:
         super().__init__(spec, num_envs, device, total_steps)
         self.config = cfg = config or DreamerConfig()
-        if cfg.sequence == "transformer":
-            raise UserError(
-                "agent=dreamer takes agent.sequence=gru or mamba2: the transformer's KV cache "
-                "has no per-step state to start imagination from or to keep per env copy"
-            )
         size = {k: v if getattr(cfg, k) is None else getattr(cfg, k)
                 for k, v in SIZES[cfg.size].items()}
         space = spec.action_space

@@ -14,7 +14,6 @@ from deeprl.agents import Dreamer
 from deeprl.config import make_config
 from deeprl.envs import make_env
 from deeprl.envs.spec import Box, Discrete, EnvSpec
-from deeprl.errors import UserError
 from deeprl.train.collector import Collector
 
 TINY = {
@@ -109,13 +108,8 @@ def test_dreamer_mamba2_core_acts_and_updates():
     assert all(v.shape[0] == 2 for v in agent.initial_state(2).values())
 
 
-def test_dreamer_rejects_the_transformer_core():
-    with pytest.raises(UserError, match="gru or mamba2"):
-        tiny_agent("cartpole", sequence="transformer")
-
-
 @pytest.mark.parametrize("option", ["agent.size=XXL", "agent.sequence=lstm",
-                                    "agent.train_ratio=0"])
+                                    "agent.sequence=transformer", "agent.train_ratio=0"])
 def test_dreamer_bad_input_is_one_line(tmp_path, option):
     proc = run_cli("agent=dreamer", "env=cartpole", option, cwd=tmp_path, timeout=120)
     assert proc.returncode != 0
