@@ -94,6 +94,7 @@ class RunLogger:
         self._last_step = start_step
         self._sps = 0.0
         self._postfix: dict[str, str] = {}
+        self._eval_shown = -1  # episodes the bar's description shows during an evaluation
 
     # ---- console ------------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -160,18 +161,24 @@ class RunLogger:
         ]
         return " | ".join(parts)
 
-    def eval_progress(self, step: int, episodes: int, total: int, started: float) -> None:
-        """During an evaluation: the bar shows the episodes done; plainly, a line when due."""
-        self._bar.set_description(f"eval {episodes}/{total}", refresh=True)
+    def eval_progress(
+        self, step: int, episodes: int, total: int, env_steps: int, started: float
+    ) -> None:
+        """During an evaluation (called every eval step): the bar shows the episodes done;
+        plainly, a line when one is due."""
+        if episodes != self._eval_shown:
+            self._eval_shown = episodes
+            self._bar.set_description(f"eval {episodes}/{total}", refresh=True)
         now = time.perf_counter()
         if self._plain and now - self._last_line >= self.progress_every:
             self._last_line = now
             self.say(
-                f"deeprl: evaluating at step {step:,}: {episodes}/{total} episodes "
-                f"({format_duration(now - started)})"
+                f"deeprl: evaluating at step {step:,}: {episodes}/{total} episodes, "
+                f"{env_steps:,} steps per eval copy ({format_duration(now - started)})"
             )
 
     def eval_done(self, step: int, report: dict, seconds: float) -> None:
+        self._eval_shown = -1
         self._bar.set_description("")
         self.say(
             f"deeprl: eval at step {step:,}: return {report['return_mean']:.2f} +- "

@@ -23,6 +23,8 @@ def test_output_in_a_pipe_has_start_progress_and_summary(tmp_path):
     assert "agent ppo (" in lines[0] and "parameters" in lines[0] and "device cpu" in lines[0]
     assert any(line.startswith("deeprl: ") and "env steps (" in line for line in lines)
     assert sum(line.startswith("deeprl: eval at step") for line in lines) == 2
+    assert any(line.startswith("deeprl: evaluating at step") and "steps per eval copy" in line
+               for line in lines)  # a long evaluation reports while it runs
     assert lines[-1].startswith("deeprl: done: eval return") and str(run_dir) in lines[-1]
     config = (run_dir / "config.yaml").read_text()
     assert "device: cpu" in config and "name: pipe-test" in config
@@ -82,8 +84,10 @@ def test_evaluation_cuts_episodes_at_the_step_cap():
     full = evaluate_policy(_Zero(env), env, episodes=2, seed=0)
     assert full["lengths"] == [200, 200] and full["truncated"] == 0
     seen = []
-    evaluate_policy(agent, make_env("cartpole", 3), episodes=3, seed=0, progress=seen.append)
-    assert seen[-1] == 3 and seen == sorted(seen)
+    evaluate_policy(agent, make_env("cartpole", 3), episodes=3, seed=0,
+                    progress=lambda done, steps: seen.append((done, steps)))
+    assert seen[-1][0] == 3 and seen == sorted(seen)
+    assert [steps for _, steps in seen] == list(range(1, len(seen) + 1))  # every step
 
 
 class _Zero(torch.nn.Module):

@@ -28,7 +28,7 @@ def evaluate_policy(
     deterministic: bool = True,
     max_steps: int = 1_000_000,
     max_episode_steps: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Run ``episodes`` full episodes and report their returns.
 
@@ -40,7 +40,8 @@ def evaluate_policy(
         max_episode_steps: an episode still running after this many steps is counted with its
             return so far (and ``truncated`` in the report); that copy then sits out until its
             env episode ends, since a vector env resets copies only when they finish.
-        progress: called with the number of episodes counted so far whenever it grows.
+        progress: called after every step with the episodes counted so far and the steps
+            taken (per copy), so a caller can report a long evaluation while it runs.
     Returns:
         ``{"return_mean", "return_std", "episodes", "returns", "lengths", "truncated"}`` and
         ``"success_rate"`` when the env reports ``info["success"]``.
@@ -63,14 +64,13 @@ def evaluate_policy(
     was_training = agent.training
     agent.eval()
     try:
-        for _ in range(max_steps):
+        for steps in range(1, max_steps + 1):
             with torch.inference_mode():
                 action, _, state = agent.act(obs, state, is_first, deterministic=deterministic)
             if bounds is not None:
                 action = action.clamp(*bounds)
             result = env.step(action)
             obs, is_first = result.obs, result.done
-            counted = sum(map(len, returns))
             if max_episode_steps is not None:
                 running_return += result.reward
                 running_length += 1
@@ -98,8 +98,8 @@ def evaluate_policy(
                         lengths[i].append(int(ep_lengths[i]))
                         if success is not None:
                             successes[i].append(float(success[i]))
-            if progress is not None and sum(map(len, returns)) > counted:
-                progress(min(episodes, sum(map(len, returns))))
+            if progress is not None:
+                progress(min(episodes, sum(map(len, returns))), steps)
             if all(len(r) >= per_env for r in returns):
                 break
         else:

@@ -226,7 +226,7 @@ class Trainer:
             seed=seed,
             deterministic=bool(train.eval_deterministic),
             max_episode_steps=train.eval_max_episode_steps,
-            progress=lambda done: logger.eval_progress(step, done, episodes, started),
+            progress=lambda done, steps: logger.eval_progress(step, done, episodes, steps, started),
         )
         report["step"] = step
         logger.eval_done(step, report, time.perf_counter() - started)
