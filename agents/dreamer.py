@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from deeprl.agent import Agent, reset_policy_state
+from deeprl.agent import Agent
 from deeprl.buffers.replay import ReplayBuffer
 from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
@@ -208,15 +208,11 @@ class Dreamer(Agent):
         }
 
     def act(self, obs, state=None, is_first=None, deterministic=False):
-        n = obs.shape[0]
-        if state is None:
-            state = self.initial_state(n)
-            is_first = torch.ones(n, dtype=torch.bool, device=obs.device)
-        elif is_first is None:
-            is_first = torch.zeros(n, dtype=torch.bool, device=obs.device)
-        else:
-            state = reset_policy_state(state, self.initial_state(n), is_first)
-        # The previous logits are not read by a step, so the state does not keep them.
+        if is_first is None:
+            is_first = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
+        # obs_step restarts the rows where is_first (latent, core state and last action), so
+        # the state needs no reset here. The previous logits are not read by a step, so the
+        # state does not keep them.
         prev = RSSMState(state["deter"], state["stoch"], state["stoch"],
                          self._core_from_state(state))
         embed = self.encoder({OBS_KEY: obs})
@@ -228,7 +224,7 @@ class Dreamer(Agent):
             action = action.clamp(-1, 1)
         if not deterministic and self.env_steps < self.config.learning_starts:
             if self.discrete:
-                action = torch.randint(self.action_dim, (n,), device=obs.device)
+                action = torch.randint(self.action_dim, (obs.shape[0],), device=obs.device)
             else:
                 action = torch.rand_like(action) * 2 - 1
         next_state = {

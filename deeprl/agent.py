@@ -230,6 +230,8 @@ def read_agent_header(path: str | Path) -> dict[str, Any]:
     """
     from safetensors import SafetensorError, safe_open
 
+    from deeprl.io import check_format
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"agent file {path} does not exist")
@@ -244,13 +246,7 @@ def read_agent_header(path: str | Path) -> dict[str, Any]:
         header = json.loads(metadata["deeprl"])
     except (KeyError, ValueError):
         raise UserError(f"{path} is a safetensors file but not a deeprl agent file") from None
-    if header.get("format") != AGENT_FILE_FORMAT:
-        raise UserError(f"{path} is not a deeprl agent file")
-    if header.get("version") != AGENT_FILE_VERSION:
-        raise UserError(
-            f"{path} has agent file version {header.get('version')}; this deeprl reads "
-            f"version {AGENT_FILE_VERSION}"
-        )
+    check_format(header, path, AGENT_FILE_FORMAT, AGENT_FILE_VERSION, "deeprl agent file")
     return header
 
 

@@ -64,14 +64,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {path} is corrupt or not a deeprl checkpoint ({reason[:200]}); "
             f"nothing was overwritten"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise UserError(f"{path} is not a deeprl checkpoint (no '{FORMAT}' marker)")
-    if state.get("version") != VERSION:
-        raise UserError(
-            f"checkpoint {path} has format version {state.get('version')}, this deeprl reads "
-            f"version {VERSION}"
-        )
+    check_format(state, path, FORMAT, VERSION, "deeprl checkpoint")
     return state
+
+
+def check_format(header: Any, path: Path, name: str, version: int, what: str) -> None:
+    """Raise a :class:`UserError` unless ``header`` (a file's metadata dict) carries the format
+    marker ``name`` at ``version``; ``what`` names the kind of file in the message."""
+    if not isinstance(header, dict) or header.get("format") != name:
+        raise UserError(f"{path} is not a {what} (no '{name}' marker)")
+    if header.get("version") != version:
+        raise UserError(
+            f"{path} is a {what} of format version {header.get('version')}; this deeprl reads "
+            f"version {version}"
+        )
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

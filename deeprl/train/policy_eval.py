@@ -53,7 +53,7 @@ def evaluate_policy(
     successes: list[list[float]] = [[] for _ in range(n)]
     space = env.spec.action_space
     bounds = space.bounds(env.device) if isinstance(space, Box) else None
-    cut = 0
+    cut = counted = 0  # episodes cut at the cap / counted so far
     sitting_out = [False] * n
     if max_episode_steps is not None:
         running_return = torch.zeros(n, dtype=torch.float64, device=env.device)
@@ -81,6 +81,7 @@ def evaluate_policy(
                             returns[i].append(running_return[i].item())
                             lengths[i].append(max_episode_steps)
                             cut += 1
+                            counted += 1
                         sitting_out[i] = True
                 running_return.masked_fill_(result.done, 0.0)
                 running_length.masked_fill_(result.done, 0)
@@ -94,12 +95,13 @@ def evaluate_policy(
                     if done[i] and sitting_out[i]:
                         sitting_out[i] = False
                     elif done[i] and len(returns[i]) < per_env:
+                        counted += 1
                         returns[i].append(ep_returns[i])
                         lengths[i].append(int(ep_lengths[i]))
                         if success is not None:
                             successes[i].append(float(success[i]))
             if progress is not None:
-                progress(min(episodes, sum(map(len, returns))), steps)
+                progress(min(episodes, counted), steps)
             if all(len(r) >= per_env for r in returns):
                 break
         else:
