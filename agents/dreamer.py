@@ -12,10 +12,13 @@ RSSM), with h_t the deterministic and z_t the stochastic state:
     L_pred  = symlog MSE / image MSE of x_t + two-hot CE of r_t + BCE of c_t,
     L_dyn   = max(1, KL[sg(q) || p]),  L_rep = max(1, KL[q || sg(p)]),
 
-trained by Adam (lr 1e-4, eps 1e-8, gradient norm clipped at 1000). Then imagination starts from
-every posterior state (B * L starts, detached) and rolls the prior ``imagination.horizon`` steps
-with the actor; rewards are the reward head's value and continues the continue head's
-probability at s_{t+1}, and :class:`deeprl.imagination.ImaginationActorCritic` takes one step on
+with f DreamerV3's GRU cell (LayerNorm inside the gates, ``agent.sequence=gru``) or Mamba-2, and
+every episode (and window) starting from the learned initial state h_0 = tanh(w), z_0 the mode of
+p(z | h_0), trained by Adam (lr 1e-4, eps 1e-8, gradient norm clipped at 1000). Then imagination
+starts from every posterior state (B * L starts, detached) and rolls the prior
+``imagination.horizon`` steps with the actor; rewards are the reward head's value and continues
+the continue head's probability at s_{t+1}, and
+:class:`deeprl.imagination.ImaginationActorCritic` takes one step on
 
     R_t = r_t + gamma c_t ((1 - lambda) v(s_{t+1}) + lambda R_{t+1}),   R_H = v(s_H)
     L_actor  = -sum_t w_t [sg((R_t - v(s_t)) / S) log pi(a_t|s_t) + eta H[pi]]   (discrete)
@@ -37,6 +40,11 @@ Policy state (acting): ``deter`` (N, deter), ``stoch`` (N, S, K), the sequence c
 tensors ``core.<i>`` (env copies first) and ``action`` (N, A), the last action as the model reads
 it (one-hot, or in [-1, 1]). The transformer core's KV cache grows with time and has no per-step
 state to start imagination from, so agent=dreamer takes ``gru`` (default) or ``mamba2``.
+
+CUDA only (refused on a CPU device): ``agent.compile=true`` runs ``train_step`` (both updates,
+optimizer steps included) through ``torch.compile``; ``agent.precision=bf16`` runs the forward
+passes of the world-model update and of the imagination rollout under bf16 autocast, while the
+backward passes and the actor-critic's own losses stay in fp32.
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ from deeprl.worldmodels.dreamer_parts import (
     MultiEncoder,
     ValueMLPHead,
 )
+from deeprl.worldmodels.openloop import open_loop_video
 from deeprl.worldmodels.rssm import RSSM, RSSMState, world_model_loss
 
 #: Size presets (the 2023 configs' small/medium/large/xlarge; XS is this library's half of S,
@@ -79,7 +88,10 @@ for _preset in SIZES.values():
 # The transformer's KV cache has no per-step state to start imagination from or to keep per env
 # copy, so it is not a choice here (validation refuses it before anything runs).
 SEQUENCES = ("gru", "mamba2")
+PRECISIONS = ("fp32", "bf16")
 OBS_KEY = "obs"  # the single observation's key for the dict-based encoder and decoder
+# Open-loop videos at each evaluation: sequences and context frames of the 2023 report.
+VIDEO_SEQUENCES, VIDEO_CONTEXT = 6, 5
 
 
 @dataclass
@@ -110,6 +122,8 @@ class DreamerConfig:
     dyn_scale: float = option(0.5, ge=0)
     rep_scale: float = option(0.1, ge=0)
     free_bits: float = option(1.0, ge=0)
+    compile: bool = False  # CUDA only: torch.compile the update step
+    precision: str = option("fp32", choices=PRECISIONS)  # CUDA only: bf16 autocast in updates
     imagination: ImaginationConfig = field(default_factory=ImaginationConfig)
 
 
@@ -138,12 +152,23 @@ class Dreamer(Agent):
     ) -> None:
         super().__init__(spec, num_envs, device, total_steps)
         self.config = cfg = config or DreamerConfig()
+        obs_shape = tuple(spec.observation_space.shape)
+        if cfg.depth is not None and len(obs_shape) != 3:
+            raise UserError(f"agent.depth={cfg.depth} sets the CNN width for image observations, "
+                            f"but {spec.id} has vector observations {obs_shape}: remove "
+                            f"agent.depth (agent.units sets the MLP width)")
+        if (cfg.compile or cfg.precision != "fp32") and self.device.type != "cuda":
+            raise UserError(f"agent.compile={str(cfg.compile).lower()} "
+                            f"agent.precision={cfg.precision}: "
+                            f"compiled and bf16 updates need a CUDA device, this run is on "
+                            f"{self.device}; leave agent.compile=false agent.precision=fp32 "
+                            f"or use device=cuda")
         size = {k: v if getattr(cfg, k) is None else getattr(cfg, k)
                 for k, v in SIZES[cfg.size].items()}
         space = spec.action_space
         self.discrete = spec.discrete
         self.action_dim = space.n if self.discrete else math.prod(space.shape)
-        shapes = {OBS_KEY: tuple(spec.observation_space.shape)}
+        shapes = {OBS_KEY: obs_shape}
         try:
             self.encoder = MultiEncoder(shapes, size["depth"], size["units"], size["layers"])
             self.rssm = RSSM(self.action_dim, self.encoder.out_dim, size["deter"], size["stoch"],
@@ -171,6 +196,8 @@ class Dreamer(Agent):
             self.model_params, lr=cfg.world_model_lr, eps=cfg.world_model_eps
         )
         self.optimizers["actor_critic"] = self.actor_critic.optimizer
+        # CUDA only: the whole update, both optimizer steps included (graph breaks run eagerly).
+        self.compiled_train_step = torch.compile(self.train_step) if cfg.compile else None
 
     # ---- actions as the model reads them --------------------------------------------------------
     def model_action(self, action: torch.Tensor) -> torch.Tensor:
@@ -199,7 +226,8 @@ class Dreamer(Agent):
         return pytree.tree_unflatten(leaves, self.core_spec)
 
     def initial_state(self, num_envs: int) -> dict[str, torch.Tensor]:
-        start = self.rssm.initial(num_envs)
+        with torch.no_grad():  # the learned initial state as data, without a graph
+            start = self.rssm.initial(num_envs)
         return {
             "deter": start.deter,
             "stoch": start.stoch,
@@ -236,6 +264,29 @@ class Dreamer(Agent):
         return self.env_action(action), {}, next_state
 
     # ---- learning -------------------------------------------------------------------------------
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast of forward passes on CUDA with ``agent.precision=bf16``, else off."""
+        return torch.autocast("cuda", torch.bfloat16, enabled=self.config.precision == "bf16")
+
+    def eval_media(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
+        """Image observations: ``open_loop``, the open-loop prediction of VIDEO_SEQUENCES
+        replayed windows of ``batch_length`` steps after VIDEO_CONTEXT observed ones
+        (:func:`deeprl.worldmodels.openloop.open_loop_video`). Its random draws come from a
+        forked generator, so training is the same with or without it."""
+        length = self.config.batch_length
+        if len(self.spec.observation_space.shape) != 3 or buffer.size <= length:
+            return {}
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            batch = buffer.sample_sequences(VIDEO_SEQUENCES, length, allow_cross_episode=True)
+            video = open_loop_video(
+                self.rssm, lambda x: self.encoder({OBS_KEY: x}),
+                lambda features: self.decoder(features)[OBS_KEY], batch["next_obs"],
+                self.model_action(batch["action"]), batch["is_first"],
+                min(VIDEO_CONTEXT, length - 1),
+            )
+        return {"open_loop": video}
+
     def make_buffer(self) -> ReplayBuffer:
         cfg = self.config
         return ReplayBuffer(cfg.buffer_size, self.num_envs, self.device, store_next_obs=False)
@@ -252,13 +303,14 @@ class Dreamer(Agent):
         if due <= self.grad_steps or buffer.size <= self.config.batch_length:
             return None
         metrics: dict[str, torch.Tensor] = {}
+        train_step = self.compiled_train_step or self.train_step
         for _ in range(due - self.grad_steps):
-            metrics = self.train_step(buffer.sample_sequences(
+            metrics = train_step(buffer.sample_sequences(
                 self.config.batch_size, self.config.batch_length, allow_cross_episode=True))
             self.grad_steps += 1
         return metrics
 
-    def observe(self, batch: dict[str, torch.Tensor]):
+    def posterior_steps(self, batch: dict[str, torch.Tensor]):
         """Posterior pass over a replayed window (the layout in the module docstring): the
         per-step states (B, L, ...) with each step's core state, and the prior logits. A loop of
         ``RSSM.obs_step`` rather than ``RSSM.observe``, which keeps only the last core state and
@@ -277,16 +329,17 @@ class Dreamer(Agent):
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One world-model update, then one actor-critic update on imagined trajectories."""
         cfg = self.config
-        steps, prior_logits = self.observe(batch)
-        deter = torch.stack([s.deter for s in steps], 1)
-        stoch = torch.stack([s.stoch for s in steps], 1)
-        post_logits = torch.stack([s.logits for s in steps], 1)
-        features = self.rssm.features(deter, stoch)
-        recon = self.decoder.loss(self.decoder(features), {OBS_KEY: batch["next_obs"]})
-        reward = self.reward_head.loss(self.reward_head(features), batch["reward"].float())
-        cont = self.cont_head.loss(self.cont_head(features), ~batch["terminated"].bool())
-        terms = world_model_loss(recon, reward, cont, post_logits, prior_logits,
-                                 cfg.dyn_scale, cfg.rep_scale, cfg.free_bits)
+        with self.autocast():
+            steps, prior_logits = self.posterior_steps(batch)
+            deter = torch.stack([s.deter for s in steps], 1)
+            stoch = torch.stack([s.stoch for s in steps], 1)
+            post_logits = torch.stack([s.logits for s in steps], 1)
+            features = self.rssm.features(deter, stoch)
+            recon = self.decoder.loss(self.decoder(features), {OBS_KEY: batch["next_obs"]})
+            reward = self.reward_head.loss(self.reward_head(features), batch["reward"].float())
+            cont = self.cont_head.loss(self.cont_head(features), ~batch["terminated"].bool())
+            terms = world_model_loss(recon, reward, cont, post_logits, prior_logits,
+                                     cfg.dyn_scale, cfg.rep_scale, cfg.free_bits)
         optimizer = self.optimizers["model"]
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -300,6 +353,9 @@ class Dreamer(Agent):
             "dyn_loss": terms["dyn"].detach(),
             "rep_loss": terms["rep"].detach(),
             "kl": terms["kl"],
+            # Latent entropies (summed over the S latents; logits are log-probabilities).
+            "prior_entropy": -(prior_logits.exp() * prior_logits).sum((-2, -1)).mean().detach(),
+            "post_entropy": -(post_logits.exp() * post_logits).sum((-2, -1)).mean().detach(),
             "model_grad_norm": model_norm.detach(),
         }
         metrics.update({f"{k.replace('/', '_')}_loss": v.detach()
@@ -332,9 +388,12 @@ class Dreamer(Agent):
             return self.rssm.features(state.deter, state.stoch)
 
         # REINFORCE (discrete) needs no graph through the model; dynamics backprop does.
-        with torch.set_grad_enabled(not self.discrete):
+        with torch.set_grad_enabled(not self.discrete), self.autocast():
             feats, actions = imagine(self.actor_critic.actor, start, step, features,
                                      self.config.imagination.horizon)
             rewards = self.reward_head.value(self.reward_head(feats[1:]))
             continues = torch.sigmoid(self.cont_head(feats))
+        # The actor-critic's own forward passes and losses run in fp32 (no-ops without bf16).
+        feats, rewards, continues = feats.float(), rewards.float(), continues.float()
+        actions = actions if self.discrete else actions.float()
         return self.actor_critic.update(feats, actions, rewards, continues[1:], continues[0])

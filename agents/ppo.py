@@ -145,6 +145,7 @@ class PPO(Agent):
 
     Config = PPOConfig
     name = "ppo"
+    data_parallel = True  # train.world_size > 1 (deeprl/train/distributed.py)
 
     def __init__(
         self,

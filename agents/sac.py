@@ -47,6 +47,7 @@ from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
 from deeprl.errors import UserError
 from deeprl.nets.cnn import random_shift
+from deeprl.nets.critics import QNetwork
 from deeprl.nets.distributions import squashed_gaussian, squashed_gaussian_median
 from deeprl.nets.functional import polyak_update
 from deeprl.nets.heads import ValueHeadConfig, make_value_head
@@ -112,17 +113,6 @@ def sac_alpha_loss(
     return (-log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
 
 
-class SoftQNetwork(nn.Module):
-    """Q(s, a): an MLP over [obs, action] ending in the value head's logits."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], num_outputs: int) -> None:
-        super().__init__()
-        self.net = mlp(obs_dim + act_dim, hidden, num_outputs, activation="relu")
-
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([obs, action], -1))
-
-
 class SAC(Agent):
     """SAC for continuous (Box) actions.
 
@@ -164,10 +154,10 @@ class SAC(Agent):
         self.actor = mlp(obs_dim, cfg.hidden_sizes, 2 * act_dim, activation="relu")
         if not isinstance(actor_projection, nn.Identity):
             self.actor = nn.Sequential(actor_projection, self.actor)
-        self.qf1 = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
-        self.qf2 = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
-        self.qf1_target = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
-        self.qf2_target = SoftQNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
+        self.qf1 = QNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
+        self.qf2 = QNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
+        self.qf1_target = QNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
+        self.qf2_target = QNetwork(obs_dim, act_dim, cfg.hidden_sizes, self.head.num_outputs)
         self.qf1_target.load_state_dict(self.qf1.state_dict())
         self.qf2_target.load_state_dict(self.qf2.state_dict())
         self.encoder_target = copy.deepcopy(self.encoder)

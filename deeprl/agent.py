@@ -66,6 +66,9 @@ class Agent(nn.Module, ABC):
     #: attributes holding Python-int counters (0 at construction) that checkpoints save and
     #: restore.
     counters: ClassVar[tuple[str, ...]] = ()
+    #: whether ``train.world_size > 1`` may train it (deeprl/train/distributed.py): each rank
+    #: updates on its own slice of the data with gradients averaged over the ranks.
+    data_parallel: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -109,6 +112,12 @@ class Agent(nn.Module, ABC):
             transition (e.g. ``log_prob``, ``value``), and the next policy state. Called under
             ``torch.inference_mode``.
         """
+
+    def observe(self, state: PolicyState, reward: torch.Tensor) -> PolicyState:
+        """The policy state after the env answered :meth:`act`'s actions with ``reward`` (N,)
+        (e.g. a decision transformer lowers its target return by it). Whoever steps an env
+        calls it after each step, under ``torch.inference_mode``; unchanged by default."""
+        return state
 
     def predict(
         self,
@@ -168,6 +177,19 @@ class Agent(nn.Module, ABC):
     def make_buffer(self) -> Buffer:
         """The buffer the trainer fills with this agent's transitions (online agents)."""
         raise TypeError(f"{type(self).__name__} learns from a dataset and has no online buffer")
+
+    def eval_media(self, buffer: Buffer) -> dict[str, torch.Tensor]:
+        """Videos to show at every evaluation, {name: uint8 (T, H, W, C) with C = 1 or 3}
+        (e.g. a world model's open-loop predictions on ``buffer``, the trainer's buffer or
+        dataset). The trainer writes each to ``videos/<name>_<step>.mp4`` and TensorBoard's
+        ``eval/<name>``. None by default."""
+        return {}
+
+    def explain(self, env: Any, seed: int, out_dir: Path) -> list[Path]:
+        """Write interpretability outputs into ``out_dir`` at the end of a run (e.g. a tree
+        policy's SHAP attributions on states of ``env``, the evaluation env, reset with
+        ``seed``) and return their paths. None by default."""
+        return []
 
     # ---- checkpoints and files ----------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:

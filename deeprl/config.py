@@ -78,6 +78,9 @@ class TrainSchema:
     checkpoint_every: int = option(50_000, ge=0)
     # torch CPU threads; small MLPs run fastest on one (0: torch's default).
     threads: int = option(1, ge=0)
+    # Data-parallel processes (deeprl/train/distributed.py): the env copies and the step budget
+    # are split among them, gradients averaged; one per CPU core or GPU at most.
+    world_size: int = option(1, ge=1)
     progress: bool | None = None  # progress bar (None: only on a terminal)
     # Seconds between plain progress lines when there is no bar (output to a file or a pipe).
     progress_every: float = option(30.0, gt=0)

@@ -17,6 +17,7 @@ import torch
 from deeprl.buffers.base import Buffer
 from deeprl.envs.spec import EnvSpec
 from deeprl.errors import UserError, close_matches
+from deeprl.eval.normalize import Affine
 
 
 @dataclass
@@ -28,11 +29,19 @@ class OfflineDataset:
         buffer: the transitions, on the training device; read-only for the agent.
         env: the ``env`` config to evaluate on (``{"name": ..., ...}``), or None to use the run's
             ``env`` config.
+        normalizer: the dataset's score map, e.g. D4RL's 100 * (R - ref_min) / (ref_max -
+            ref_min); evaluations then also report ``normalized_score``. None: raw returns only.
+        name: what the data is called in messages (a dataset id or a file).
+        recorded_env: the ``env=`` choice the data was recorded on, when the data says so (a
+            hint in messages; the eval env is still ``env``).
     """
 
     spec: EnvSpec
     buffer: Buffer
     env: dict[str, Any] | None = None
+    normalizer: Affine | None = None
+    name: str | None = None
+    recorded_env: str | None = None
 
 
 #: ``loader(config, device)``: ``config`` is an instance of the dataset's config dataclass.

@@ -25,6 +25,11 @@ learning" and "Actor learning"), with the settings of the 2023 release of its co
 
 Drama (Wang et al. 2025) reuses this with ``slow_critic_target="return"``: the critic's second
 target is the lambda-return bootstrapped by the slow critic instead of the slow critic's value.
+Its other differences are options, off by default: ``obs_norm`` (a running mean/std normaliser
+of the actor's input, clipped to [-10, 10], updated from each training batch's features),
+``norm="rms"`` with 3 x 256 actor and 3 x 512 critic layers, ``optimizer="laprop"``
+(:class:`deeprl.optim.LaProp`, lr 4e-5, eps 1e-20, ``warmup`` 1000) and ``joint_clip`` (one
+gradient-norm clip over actor and critic together).
 
 Contract with the world model: the rollout is the caller's (:func:`imagine` runs a generic one).
 Everything is time major. :meth:`ImaginationActorCritic.loss` takes ``features`` (H+1, B, F) of
@@ -49,6 +54,8 @@ from deeprl.config import option
 from deeprl.nets.distributions import categorical_sample, gaussian_entropy, gaussian_log_prob
 from deeprl.nets.functional import polyak_update
 from deeprl.nets.heads import ValueHead, make_value_head
+from deeprl.nets.normalize import RunningMeanStd
+from deeprl.optim import LaProp
 
 
 @dataclass
@@ -78,6 +85,10 @@ class ImaginationConfig:
     critic_lr: float = option(3e-5, gt=0)
     eps: float = option(1e-5, gt=0)
     grad_clip: float = option(100.0, gt=0)
+    optimizer: str = option("adam", choices=("adam", "laprop"))
+    warmup: int = option(0, ge=0)  # LaProp's linear learning-rate warm-up steps
+    joint_clip: bool = False  # one clip over actor and critic (Drama) instead of one each
+    obs_norm: bool = False  # running mean/std normaliser of the actor's input (Drama)
 
 
 def lambda_returns(
@@ -234,6 +245,12 @@ class Actor(nn.Module):
         self.unimix, self.min_std, self.max_std = cfg.unimix, cfg.min_std, cfg.max_std
         out = num_actions if discrete else 2 * num_actions
         self.net = _mlp(feature_dim, cfg.actor_units, cfg.actor_layers, out, cfg.norm)
+        self.obs_norm = RunningMeanStd((feature_dim,)) if cfg.obs_norm else None
+
+    def _out(self, features: torch.Tensor) -> torch.Tensor:
+        if self.obs_norm is not None:
+            features = self.obs_norm.normalize(features, clip=10.0)
+        return self.net(features)
 
     def _log_probs(self, out: torch.Tensor) -> torch.Tensor:
         if not self.unimix:
@@ -248,7 +265,7 @@ class Actor(nn.Module):
 
     def forward(self, features: torch.Tensor, sample: bool = True) -> torch.Tensor:
         """An action for each feature vector: sampled (``sample``) or the mode."""
-        out = self.net(features)
+        out = self._out(features)
         if self.discrete:
             log_p = self._log_probs(out)
             return categorical_sample(log_p) if sample else log_p.argmax(-1)
@@ -259,7 +276,7 @@ class Actor(nn.Module):
         self, features: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """log pi(actions | features) and the entropy of pi(. | features), both (...)."""
-        out = self.net(features)
+        out = self._out(features)
         if self.discrete:
             log_p = self._log_probs(out)
             log_prob = log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
@@ -278,8 +295,9 @@ class ImaginationActorCritic(nn.Module):
         discrete: discrete actions (REINFORCE) or continuous in [-1, 1]^A (dynamics backprop).
         cfg: :class:`ImaginationConfig`.
 
-    ``optimizer`` is one Adam with the param groups ``actor`` and ``critic``, each clipped to
-    ``grad_clip`` separately as DreamerV3's two optimizers; a checkpoint holds
+    ``optimizer`` is one Adam (or LaProp) with the param groups ``actor`` and ``critic``, each
+    clipped to ``grad_clip`` separately as DreamerV3's two optimizers (or together with
+    ``joint_clip``); a checkpoint holds
     ``state_dict()`` (normaliser EMAs and slow critic included) and ``optimizer.state_dict()``.
     """
 
@@ -305,13 +323,16 @@ class ImaginationActorCritic(nn.Module):
         nn.init.zeros_(self.critic[-1].bias)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.normalizer = PercentileNormalizer(decay=cfg.return_decay)
-        self.optimizer = torch.optim.Adam(
-            [
-                {"params": list(self.actor.parameters()), "lr": cfg.actor_lr, "name": "actor"},
-                {"params": list(self.critic.parameters()), "lr": cfg.critic_lr, "name": "critic"},
-            ],
-            eps=cfg.eps,
-        )
+        groups = [
+            {"params": list(self.actor.parameters()), "lr": cfg.actor_lr, "name": "actor"},
+            {"params": list(self.critic.parameters()), "lr": cfg.critic_lr, "name": "critic"},
+        ]
+        if cfg.optimizer == "laprop":
+            self.optimizer = LaProp(groups, eps=cfg.eps, warmup=cfg.warmup)
+        elif cfg.warmup:
+            raise ValueError(f"imagination.warmup={cfg.warmup} needs optimizer=laprop")
+        else:
+            self.optimizer = torch.optim.Adam(groups, eps=cfg.eps)
 
     def value(self, features: torch.Tensor, slow: bool = False) -> torch.Tensor:
         """Value estimates (...) of features (..., F) by the critic or the slow critic."""
@@ -352,6 +373,8 @@ class ImaginationActorCritic(nn.Module):
         weights = trajectory_weights(continues, cfg.gamma, start_continues)
         scale = self.normalizer(returns)
 
+        if self.actor.obs_norm is not None:
+            self.actor.obs_norm.update(features_sg[:-1].flatten(0, -2))
         log_probs, entropies = self.actor.log_prob_entropy(features_sg[:-1], actions.detach())
         actor_terms = actor_loss(
             log_probs, entropies, returns, values[:-1], scale, weights, cfg.entropy, self.estimator
@@ -393,11 +416,14 @@ class ImaginationActorCritic(nn.Module):
         start_continues: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One optimizer step on :meth:`loss`, then the slow critic's EMA step; returns the
-        metrics plus ``actor_grad_norm`` and ``critic_grad_norm`` (before clipping)."""
+        metrics plus ``actor_grad_norm`` and ``critic_grad_norm`` (before clipping), or
+        ``actor_critic_grad_norm`` with ``joint_clip``."""
         total, metrics = self.loss(features, actions, rewards, continues, start_continues)
         self.optimizer.zero_grad(set_to_none=True)
         groups = {g["name"]: g["params"] for g in self.optimizer.param_groups}
         total.backward(inputs=groups["actor"] + groups["critic"])
+        if self.cfg.joint_clip:
+            groups = {"actor_critic": groups["actor"] + groups["critic"]}
         for name, params in groups.items():
             norm = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
             metrics[f"{name}_grad_norm"] = norm.detach()

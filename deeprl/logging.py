@@ -180,10 +180,14 @@ class RunLogger:
     def eval_done(self, step: int, report: dict, seconds: float) -> None:
         self._eval_shown = -1
         self._bar.set_description("")
+        normalized = (
+            f" | normalized score {report['normalized_score']:.1f}"
+            if "normalized_score" in report else ""
+        )
         self.say(
             f"deeprl: eval at step {step:,}: return {report['return_mean']:.2f} +- "
             f"{report['return_std']:.2f} over {report['episodes']} episodes "
-            f"({format_duration(seconds)})"
+            f"({format_duration(seconds)}){normalized}"
         )
 
     @property

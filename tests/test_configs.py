@@ -27,7 +27,9 @@ def test_every_config_in_group_composes(group):
 def test_tuned_configs_name_an_existing_agent_and_env():
     agents, envs, tuned = config_options("agent"), config_options("env"), config_options("tuned")
     for name in tuned:
-        agent, _, env = name.partition("_")
+        # the longest agent name before "_" (agent names may hold "_": gbrl_ppo_cartpole)
+        agent = max((a for a in agents if name.startswith(f"{a}_")), key=len, default="")
+        env = name[len(agent) + 1:]
         # <agent>_<suite>.yaml: the shared file of a suite with one env config per task
         suite = any(t.startswith(f"{name}/") for t in tuned)
         assert agent in agents and (env in envs or suite), name
@@ -107,3 +109,38 @@ def test_choices_match_what_the_code_builds():
     activation = next(f for f in dataclasses.fields(agent_registry()["ppo"].Config)
                       if f.name == "activation")
     assert set(activation.metadata["choices"]) == set(ACTIVATIONS)
+
+
+def test_dreamer_suite_settings():
+    """DreamerV3's 2023 settings reach each suite (configs/tuned/dreamer_*.yaml)."""
+    atari = compose(["+experiment=atari100k", "agent=dreamer"], return_hydra_config=True)
+    assert atari.hydra.runtime.choices.tuned == "dreamer_atari100k"
+    assert (atari.agent.size, atari.agent.train_ratio) == ("S", 1024)
+    assert atari.env.protocol == "atari100k" and atari.train.total_steps == 100_000
+    for env, steps in (("cartpole", 30_000), ("pendulum", 20_000)):
+        cfg = compose(["agent=dreamer", f"env={env}"])
+        agent = cfg.agent
+        assert (agent.size, agent.batch_length, agent.train_ratio) == ("XS", 32, 32)
+        assert agent.learning_starts == 1024
+        assert (cfg.train.total_steps, cfg.train.eval_every) == (steps, 3000)
+    assert compose(["agent=dreamer", "env=cartpole", "~tuned"]).agent.size == "S"
+
+
+@pytest.mark.parametrize(("experiment", "pixels", "tasks", "steps"),
+                         [("dmc_proprio", False, 18, 500_000), ("dmc_vision", True, 20, 1_000_000)])
+def test_dmc_experiments_sweep_dreamers_task_lists(experiment, pixels, tasks, steps):
+    from deeprl.envs.suites.dmc import check_task
+
+    cfg = compose([f"+experiment={experiment}", "agent=dreamer"], return_hydra_config=True)
+    assert cfg.hydra.runtime.choices.tuned == "dreamer_dmc"
+    assert (cfg.agent.size, cfg.agent.train_ratio) == ("S", 512)
+    assert cfg.env.pixels is pixels and cfg.train.total_steps == steps
+    sweep = cfg.hydra.sweeper.params
+    assert sweep.seed == "range(5)"
+    names = sweep["env.task"].split(",")
+    assert len(set(names)) == tasks
+    for task in names:
+        check_task(task)  # every swept name is a dm_control task
+    # each job composes with its task
+    job = compose([f"+experiment={experiment}", "agent=dreamer", f"env.task={names[-1]}"])
+    assert job.env.name == f"dmc-{names[-1]}"

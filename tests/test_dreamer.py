@@ -108,13 +108,18 @@ def test_dreamer_mamba2_core_acts_and_updates():
     assert all(v.shape[0] == 2 for v in agent.initial_state(2).values())
 
 
-@pytest.mark.parametrize("option", ["agent.size=XXL", "agent.sequence=lstm",
-                                    "agent.sequence=transformer", "agent.train_ratio=0"])
+@pytest.mark.parametrize("option", [
+    "agent.size=XXL", "agent.sequence=lstm", "agent.sequence=transformer", "agent.train_ratio=0",
+    "agent.depth=16",  # the CNN width, on CartPole's vector observations
+    "agent.compile=true", "agent.precision=bf16",  # CUDA only; this run is on the CPU
+])
 def test_dreamer_bad_input_is_one_line(tmp_path, option):
-    proc = run_cli("agent=dreamer", "env=cartpole", option, cwd=tmp_path, timeout=120)
+    proc = run_cli("agent=dreamer", "env=cartpole", "device=cpu", option, cwd=tmp_path,
+                   timeout=120)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert option.split("=")[0] in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_dreamer_cli_run(tmp_path):

@@ -5,7 +5,8 @@ parameter layout (``mamba``, ``mamba2``, scans in ``scans``), and the shared seq
 interface with GRU and transformer baselines (``sequence``). ``make_sequence_model(kind)`` builds
 one by config name; the Drama world model will select its sequence model that way.
 DreamerV3's world-model parts (issue 12): the RSSM over any of those cores and its losses
-(``rssm``), encoders, decoders and heads (``dreamer_parts``).
+(``rssm``), encoders, decoders and heads (``dreamer_parts``), open-loop prediction videos
+(``openloop``).
 """
 
 if __name__ != "deeprl.worldmodels":  # the folder worldmodels/ is only ever deeprl.worldmodels
@@ -23,6 +24,7 @@ from deeprl.worldmodels.dreamer_parts import (
 )
 from deeprl.worldmodels.mamba import KernelUnavailableError, Mamba, SSMState
 from deeprl.worldmodels.mamba2 import Mamba2
+from deeprl.worldmodels.openloop import open_loop_video
 from deeprl.worldmodels.rssm import (
     RSSM,
     Observed,
@@ -38,6 +40,7 @@ from deeprl.worldmodels.sequence import (
     KVCache,
     Mamba2Model,
     MambaModel,
+    NormGRUCell,
     SequenceModel,
     TransformerModel,
     make_sequence_model,
@@ -58,6 +61,7 @@ __all__ = [
     "MambaModel",
     "MultiDecoder",
     "MultiEncoder",
+    "NormGRUCell",
     "Observed",
     "RSSMState",
     "SSMState",
@@ -68,6 +72,7 @@ __all__ = [
     "VectorEncoder",
     "kl_balance_loss",
     "make_sequence_model",
+    "open_loop_video",
     "straight_through_sample",
     "unimix",
     "world_model_loss",

@@ -11,10 +11,16 @@ z is 32 categorical latents of 32 classes, sampled as one-hot vectors with strai
 gradients (Bengio et al. 2013); both distributions mix in 1% uniform probability ("unimix") so
 no class has probability 0 and the KL stays finite. f is a ``deeprl.worldmodels.SequenceModel``
 (``gru``: the paper's recurrence, ``mamba2``, ``transformer``) stepped on
-x_t = SiLU(LayerNorm(W [z_{t-1}, a_{t-1}])), with h_t its output. The paper's GRU has LayerNorm
-inside its gates; ``GRUModel`` wraps ``nn.GRU``, which has none, so the ``gru`` core is a plain
-GRU with the normalised input. The initial state is zeros (the paper learns h_0), because the
-opaque ``SequenceModel`` state is reset to its zero ``initial_state`` at episode starts.
+x_t = SiLU(LayerNorm(W [z_{t-1}, a_{t-1}])), with h_t its output. The ``gru`` core is the
+paper's: one ``NormGRUCell`` (LayerNorm inside the gates, update gate biased by -1).
+
+Initial state (the configs' ``initial: learned``): h_0 = tanh(w) of a parameter w initialised to
+zeros, z_0 the mode of the prior p(z | h_0) (one-hot argmax with straight-through gradients, so
+w is trained through both). ``initial(n)`` returns it, and every step where ``is_first`` starts
+from it: z_{t-1} is replaced by z_0, a_{t-1} by zeros, and the core restarts from its
+``initial_state``. For ``gru`` the core's state is h itself, so w is the GRU's learned initial
+state (``GRUModel(learned_initial=True)``); the other cores restart from their own (zero) state
+and w only gives h_0 and z_0.
 
 ``observe`` loops over time with ``SequenceModel.step`` even for cores with a parallel
 ``forward``: the core's input at t + 1 contains the posterior sample z_t, which needs h_t and the
@@ -41,7 +47,7 @@ from torch import Tensor, nn
 
 from deeprl.nets.distributions import categorical_sample
 from deeprl.worldmodels.dreamer_parts import dreamer_mlp
-from deeprl.worldmodels.sequence import make_sequence_model
+from deeprl.worldmodels.sequence import GRUModel, make_sequence_model
 
 __all__ = [
     "RSSM",
@@ -147,11 +153,12 @@ class RSSM(nn.Module):
         stoch, classes: S categorical latents of K classes (32 x 32).
         hidden: width of the prior/posterior MLPs; 512 for size S.
         sequence: ``make_sequence_model`` kind; ``sequence_kwargs`` go to it (``gru`` defaults
-            to one layer, as the paper's single GRU cell).
+            to the paper's: one ``NormGRUCell`` layer from a learned initial state).
         unimix_ratio: uniform mixture in both distributions (0.01).
 
     ``action`` at step t is a_{t-1}, the action before observation t (the replay layout of the
-    paper's code); it is zeroed where ``is_first``, as is z_{t-1}, and the core state is reset.
+    paper's code); where ``is_first`` the step starts from the learned initial state instead
+    (see the module docstring).
     """
 
     def __init__(self, action_dim: int, embed_dim: int, deter: int = 512, stoch: int = 32,
@@ -161,8 +168,12 @@ class RSSM(nn.Module):
         self.stoch, self.classes, self.deter = stoch, classes, deter
         self.unimix_ratio = unimix_ratio
         if sequence == "gru":
-            sequence_kwargs.setdefault("n_layers", 1)
+            sequence_kwargs = {"n_layers": 1, "norm": True, "learned_initial": True,
+                               **sequence_kwargs}
         self.core = make_sequence_model(sequence, d_model=deter, **sequence_kwargs)
+        # A GRU's output is its state: h_0 is the last layer of its (learned) initial state.
+        self.initial_deter = (None if isinstance(self.core, GRUModel)
+                              else nn.Parameter(torch.zeros(deter)))
         self.core_in = nn.Sequential(nn.Linear(stoch * classes + action_dim, deter, bias=False),
                                      nn.LayerNorm(deter, eps=1e-3), nn.SiLU())
         self.prior_net = dreamer_mlp(deter, hidden, 1, stoch * classes)
@@ -177,13 +188,22 @@ class RSSM(nn.Module):
         """[h, flatten(z)] (..., deter + S * K), the input of decoder, heads and actor-critic."""
         return torch.cat([deter, stoch.flatten(-2)], -1)
 
+    def _initial_latent(self, batch: int, core: Any = None) -> tuple[Tensor, Tensor, Tensor]:
+        """h_0 (batch, deter), the prior's logits at h_0 and their mode z_0 (batch, S, K)."""
+        if self.initial_deter is None:
+            core = self.core.initial_state(batch) if core is None else core
+            deter = core[-1]
+        else:
+            deter = torch.tanh(self.initial_deter).expand(batch, -1)
+        logits = self._logits(self.prior_net, deter)
+        return deter, logits, straight_through_sample(logits, sample=False)
+
     def initial(self, batch: int) -> RSSMState:
-        """Zero h, z and logits (placeholders, not a distribution), and the core's initial
-        state, for ``batch`` rows."""
-        param = next(self.parameters())
-        zeros = param.new_zeros(batch, self.stoch, self.classes)
-        return RSSMState(param.new_zeros(batch, self.deter), zeros, zeros,
-                         self.core.initial_state(batch))
+        """The learned initial state (h_0, z_0, the prior's logits at h_0) and the core's
+        initial state, for ``batch`` rows."""
+        core = self.core.initial_state(batch)
+        deter, logits, stoch = self._initial_latent(batch, core)
+        return RSSMState(deter, stoch, logits, core)
 
     def _logits(self, net: nn.Module, x: Tensor) -> Tensor:
         logits = net(x).unflatten(-1, (self.stoch, self.classes))
@@ -191,11 +211,13 @@ class RSSM(nn.Module):
 
     def _advance(self, state: RSSMState, action: Tensor,
                  is_first: Tensor | None) -> tuple[Tensor, Any]:
-        """h_t and the core state from z_{t-1}, a_{t-1}; rows where is_first start afresh."""
+        """h_t and the core state from z_{t-1}, a_{t-1}; rows where is_first start from z_0,
+        a zero action and the core's initial state."""
         stoch = state.stoch
         if is_first is not None:
-            keep = (~is_first).to(action.dtype).unsqueeze(-1)
-            action, stoch = action * keep, stoch * keep.unsqueeze(-1)
+            first = is_first.view(-1, 1, 1)
+            stoch = torch.where(first, self._initial_latent(1)[2], stoch)
+            action = action * (~first[:, 0]).to(action.dtype)
         x = self.core_in(torch.cat([stoch.flatten(-2), action], -1))
         return self.core.step(x, state.core, is_first)
 

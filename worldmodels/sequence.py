@@ -4,7 +4,9 @@ Drama (Wang et al., ICLR 2025, "Drama: Mamba-Enabled Model-Based Reinforcement L
 Sample and Parameter Efficient") replaces the RSSM's GRU / STORM's transformer by a stack of
 Mamba-2 blocks: 2 residual layers of x <- x + Mamba2(RMSNorm(x)), d_model 512, d_state 16,
 expand 2, headdim 64. ``Mamba2Model`` is that stack (``MambaModel`` the same with Mamba-1
-blocks, Gu & Dao 2023); ``GRUModel`` and ``TransformerModel`` are the baselines.
+blocks, Gu & Dao 2023); ``GRUModel`` and ``TransformerModel`` are the baselines. ``GRUModel``
+wraps ``nn.GRU``, or with ``norm=True`` stacks DreamerV3's GRU cell with LayerNorm inside the
+gates (``NormGRUCell``, the RSSM's default core), optionally from a learned initial state.
 
 Every model maps (batch, L, d_model) -> (batch, L, d_model) causally and has two modes:
 
@@ -50,6 +52,7 @@ __all__ = [
     "KVCache",
     "Mamba2Model",
     "MambaModel",
+    "NormGRUCell",
     "SequenceModel",
     "TransformerModel",
     "make_sequence_model",
@@ -188,62 +191,120 @@ class MambaModel(_MambaStack):
         super().__init__(d_model, n_layers, make, device, dtype)
 
 
-def _zero_rows(state: Tensor, reset: Tensor) -> Tensor:
-    """GRU state (n_layers, batch, d_model) with the rows where reset (batch,) is True zeroed."""
-    return state.masked_fill(reset.view(1, -1, 1), 0.0)
+class NormGRUCell(nn.Module):
+    """DreamerV3's GRU cell (the 2023 code's ``RSSM._gru``): one Linear over [h, x] without bias,
+    LayerNorm over its 3 * hidden outputs, then
+
+        r, c, u = split(LayerNorm(W [h, x])),  c = tanh(sigmoid(r) * c),  u = sigmoid(u - 1),
+        h' = u * c + (1 - u) * h,
+
+    the -1 biasing the update gate towards keeping h. x: (batch, input), h: (batch, hidden)."""
+
+    def __init__(self, input_size: int, hidden_size: int, device=None, dtype=None) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.linear = nn.Linear(hidden_size + input_size, 3 * hidden_size, bias=False, **factory)
+        self.norm = nn.LayerNorm(3 * hidden_size, eps=1e-3, **factory)
+
+    def forward(self, x: Tensor, h: Tensor) -> Tensor:
+        reset, cand, update = self.norm(self.linear(torch.cat([h, x], -1))).chunk(3, -1)
+        cand = torch.tanh(torch.sigmoid(reset) * cand)
+        update = torch.sigmoid(update - 1)
+        return update * cand + (1 - update) * h
 
 
 class GRUModel(SequenceModel):
-    """Stacked GRU baseline (the RSSM's recurrence); state (n_layers, batch, d_model)."""
+    """Stacked GRU (the RSSM's recurrence); state (n_layers, batch, d_model).
 
-    def __init__(self, d_model: int = 512, n_layers: int = 2, device=None, dtype=None) -> None:
+    Args:
+        norm: DreamerV3's ``NormGRUCell`` layers (LayerNorm inside the gates), stepped in a
+            Python loop, instead of ``nn.GRU``'s fused cells (no norm).
+        learned_initial: the initial state, also where ``reset`` restarts a row, is tanh(w) of a
+            parameter w (n_layers, d_model) initialised to zeros (DreamerV3's ``initial:
+            learned``) instead of zeros.
+    """
+
+    def __init__(self, d_model: int = 512, n_layers: int = 2, norm: bool = False,
+                 learned_initial: bool = False, device=None, dtype=None) -> None:
         super().__init__()
+        factory = {"device": device, "dtype": dtype}
         self.d_model = d_model
         self.n_layers = n_layers
-        self.gru = nn.GRU(d_model, d_model, n_layers, batch_first=True, device=device,
-                          dtype=dtype)
+        self.norm = norm
+        if norm:
+            self.cells = nn.ModuleList(NormGRUCell(d_model, d_model, **factory)
+                                       for _ in range(n_layers))
+        else:
+            self.gru = nn.GRU(d_model, d_model, n_layers, batch_first=True, **factory)
+        self.register_parameter(
+            "initial", nn.Parameter(torch.zeros(n_layers, d_model, **factory))
+            if learned_initial else None)
 
-    def _check_state(self, state: Tensor, batch: int) -> None:
-        want = (self.n_layers, batch, self.d_model)
+    def _start(self, state: Tensor | None, x: Tensor) -> Tensor:
+        """The given state (checked) or the initial state for x's batch."""
+        if state is None:
+            return self.initial_state(x.shape[0], x.device, x.dtype)
+        want = (self.n_layers, x.shape[0], self.d_model)
         if not isinstance(state, Tensor) or tuple(state.shape) != want:
             got = tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
             raise ValueError(f"GRUModel expects a state of shape {want}, got {got}")
+        return state
+
+    def _restart_rows(self, state: Tensor, reset: Tensor) -> Tensor:
+        """State with the rows where reset (batch,) is True replaced by the initial state."""
+        initial = self.initial_state(state.shape[1], state.device, state.dtype)
+        return torch.where(reset.view(1, -1, 1), initial, state)
+
+    def _cells_step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        hs = []
+        for cell, h in zip(self.cells, state, strict=True):
+            x_t = cell(x_t, h)
+            hs.append(x_t)
+        return x_t, torch.stack(hs)
 
     def forward(self, x: Tensor, state: Tensor | None = None,
                 reset: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_sequence(x, self.d_model, "GRUModel")
-        if state is not None:
-            self._check_state(state, x.shape[0])
+        state = self._start(state, x)
+        if reset is not None:
+            check_reset(reset, x.shape[:2], "GRUModel")
+        if self.norm:
+            ys = []
+            for t in range(x.shape[1]):
+                y, state = self.step(x[:, t], state, None if reset is None else reset[:, t])
+                ys.append(y)
+            return torch.stack(ys, 1), state
         if reset is None:
             return self.gru(x, state)
-        check_reset(reset, x.shape[:2], "GRUModel")
-        if state is None:
-            state = self.initial_state(x.shape[0], x.device, x.dtype)
         # nn.GRU cannot reset inside a sequence: run it on the spans between the steps where
-        # some row resets, zeroing those rows' states in between.
+        # some row resets, restarting those rows' states in between.
         cuts = (reset[:, 1:].any(0).nonzero().flatten() + 1).tolist()
         ys = []
         for start, end in itertools.pairwise([0, *cuts, x.shape[1]]):
-            y, state = self.gru(x[:, start:end], _zero_rows(state, reset[:, start]))
+            y, state = self.gru(x[:, start:end], self._restart_rows(state, reset[:, start]))
             ys.append(y)
         return torch.cat(ys, dim=1), state
 
     def step(self, x_t: Tensor, state: Tensor | None = None,
              reset: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_step_input(x_t, self.d_model, "GRUModel")
-        if state is not None:
-            self._check_state(state, x_t.shape[0])
+        state = self._start(state, x_t)
         if reset is not None:
             check_reset(reset, x_t.shape[:1], "GRUModel.step")
-            if state is not None:
-                state = _zero_rows(state, reset)
+            state = self._restart_rows(state, reset)
+        if self.norm:
+            return self._cells_step(x_t, state)
         y, state = self.gru(x_t.unsqueeze(1), state)
         return y.squeeze(1), state
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None,
                       dtype: torch.dtype | None = None) -> Tensor:
-        return torch.zeros(self.n_layers, batch_size, self.d_model,
-                           **self._factory(device, dtype))
+        """Zeros, or tanh of the learned ``initial`` for every row (with its gradient)."""
+        factory = self._factory(device, dtype)
+        if self.initial is None:
+            return torch.zeros(self.n_layers, batch_size, self.d_model, **factory)
+        initial = torch.tanh(self.initial).to(**factory)
+        return initial.unsqueeze(1).expand(-1, batch_size, -1).contiguous()
 
 
 class KVCache(NamedTuple):

@@ -17,12 +17,20 @@ are one circular range of flat indices.
   batch's largest weight (as Dopamine's ``PrioritizedReplayBuffer`` does) so they only scale
   updates down.
 
+- :class:`DFSSampler`: Drama's dynamic frequency-based sampling (Wang et al. 2025, "Drama:
+  Mamba-Enabled Model-Based Reinforcement Learning Is Sample and Parameter Efficient", Sec. 3.3):
+  per-item counts c (world-model batches) and i (imagination batches) of the window starts;
+  world-model starts P(i) = softmax_i(-c_i / tau), imagination starts
+  P(i) = softmax_i(min(0, c_i - i_i / s) / tau_im) with s = imagination batch / model batch.
+
 After each batch the buffer calls :meth:`Sampler.on_sample` with the flat indices it used, so a
 sampler can track usage (e.g. per-item counts for frequency-based sampling).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import torch
@@ -208,3 +216,102 @@ class PrioritizedSampler(WeightedSampler):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.max_priority = state["max_priority"].to(self.buffer.device)
+
+
+class DFSSampler(Sampler):
+    """Drama's dynamic frequency-based sampling (DFS); formulas in the module docstring.
+
+    Two int32 counters per item live on the buffer's device: ``model_counts`` (c, the times an
+    item started a world-model window) and ``imagine_counts`` (i, the times it started an
+    imagination context); only the start of a window is counted, as Drama's replay does. Batches
+    count toward c unless drawn inside ``with sampler.imagination():``, which also switches to
+    the imagination scores. The imagination score min(0, c - i / s) is 0 (the most likely) for
+    starts the model has trained on at least as often as imagination used them (scaled by
+    ``imagine_scale`` s, Drama's 1024 / 16), and falls for starts imagined more often than
+    trained on. Starts are drawn without replacement (``torch.multinomial``), or with
+    replacement when a batch asks for more than there are valid starts. Overwritten items'
+    counts restart at 0. Defaults tau = tau_im = 10 (Drama's train.yaml ``Tau``,
+    ``ImaginationTau``).
+    """
+
+    def __init__(self, tau: float = 10.0, imagine_tau: float = 10.0,
+                 imagine_scale: float = 64.0) -> None:
+        for name, value in (("tau", tau), ("imagine_tau", imagine_tau),
+                            ("imagine_scale", imagine_scale)):
+            if not value > 0:
+                raise ValueError(f"DFSSampler: {name} must be > 0, got {value}")
+        self.tau, self.imagine_tau, self.imagine_scale = tau, imagine_tau, imagine_scale
+        self.imagining = False
+        self.model_counts: torch.Tensor | None = None
+        self.imagine_counts: torch.Tensor | None = None
+
+    def nbytes(self, items: int) -> int:
+        return 2 * 4 * items
+
+    def allocate(self) -> None:
+        items = self.buffer.steps * self.buffer.num_envs
+        self.model_counts = torch.zeros(items, dtype=torch.int32, device=self.buffer.device)
+        self.imagine_counts = torch.zeros_like(self.model_counts)
+
+    @contextmanager
+    def imagination(self) -> Iterator[DFSSampler]:
+        """Inside: batches are imagination starts (scored and counted as such)."""
+        self.imagining = True
+        try:
+            yield self
+        finally:
+            self.imagining = False
+
+    def _items(self, low: int, high: int) -> torch.Tensor:
+        """Flat indices of the time-slot offsets [low, high) from the oldest, every env."""
+        buffer = self.buffer
+        slots = (buffer.oldest + torch.arange(low, high, device=buffer.device)) % buffer.steps
+        envs = torch.arange(buffer.num_envs, device=buffer.device)
+        return (slots[:, None] * buffer.num_envs + envs).flatten()
+
+    def on_write(self, start: int, count: int) -> None:
+        buffer = self.buffer
+        slots = (start + torch.arange(count, device=buffer.device)) % buffer.steps
+        envs = torch.arange(buffer.num_envs, device=buffer.device)
+        items = (slots[:, None] * buffer.num_envs + envs).flatten()
+        self.model_counts[items] = 0
+        self.imagine_counts[items] = 0
+
+    def probabilities(self, items: torch.Tensor, imagination: bool) -> torch.Tensor:
+        """P over the flat ``items`` (M,) (the valid starts) for world-model or imagination
+        batches (M,), from the current counts."""
+        c = self.model_counts[items].float()
+        if imagination:
+            score = (c - self.imagine_counts[items].float() / self.imagine_scale).clamp(max=0)
+            return torch.softmax(score / self.imagine_tau, 0)
+        return torch.softmax(-c / self.tau, 0)
+
+    def sample(
+        self, batch_size: int, window: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        items = self._items(*self.valid_starts(window))
+        probs = self.probabilities(items, self.imagining)
+        pick = torch.multinomial(probs, batch_size, replacement=batch_size > items.shape[0],
+                                 generator=generator)
+        index = items[pick]
+        return index // self.buffer.num_envs, index % self.buffer.num_envs, {}
+
+    def on_sample(self, index: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        starts = index[:, 0] if index.dim() == 2 else index
+        counts = self.imagine_counts if self.imagining else self.model_counts
+        counts.index_add_(0, starts, torch.ones_like(starts, dtype=counts.dtype))
+
+    def state_dict(self) -> dict:
+        written = self.buffer.size * self.buffer.num_envs
+        if self.model_counts is None:
+            return {"model_counts": None, "imagine_counts": None}
+        return {"model_counts": self.model_counts[:written].clone(),
+                "imagine_counts": self.imagine_counts[:written].clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.model_counts is None or state["model_counts"] is None:
+            return
+        for name in ("model_counts", "imagine_counts"):
+            counts = getattr(self, name)
+            counts.zero_()
+            counts[: len(state[name])] = state[name].to(counts.device)

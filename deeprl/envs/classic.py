@@ -48,6 +48,8 @@ class CartPole(TorchVectorEnv):
         observation_space=Box((4,), tuple(-h for h in high), high),
         action_space=Discrete(2),
         max_episode_steps=500,
+        metadata={"feature_names": ["cart position", "cart velocity", "pole angle",
+                                    "pole angular velocity"]},
     )
 
     def __init__(self, num_envs: int, device: torch.device | str = "cpu") -> None:
@@ -118,6 +120,8 @@ class Acrobot(TorchVectorEnv):
         ),
         action_space=Discrete(3),
         max_episode_steps=500,
+        metadata={"feature_names": ["cos(theta1)", "sin(theta1)", "cos(theta2)", "sin(theta2)",
+                                    "theta1 velocity", "theta2 velocity"]},
     )
 
     # Coefficients of the book's equations, with d1 = _d1_0 + _d1_c cos(theta2) and
@@ -211,6 +215,7 @@ class MountainCar(TorchVectorEnv):
         observation_space=Box((2,), (min_position, -max_speed), (max_position, max_speed)),
         action_space=Discrete(3),
         max_episode_steps=200,
+        metadata={"feature_names": ["position", "velocity"]},
     )
 
     def initial_state(self, n: int) -> torch.Tensor:
@@ -253,6 +258,7 @@ class MountainCarContinuous(MountainCar):
         observation_space=MountainCar.spec.observation_space,
         action_space=Box.uniform((1,), -1.0, 1.0),
         max_episode_steps=999,
+        metadata=MountainCar.spec.metadata,
     )
 
     def transition(self, state, action):
@@ -282,6 +288,7 @@ class Pendulum(TorchVectorEnv):
         observation_space=Box((3,), (-1.0, -1.0, -max_speed), (1.0, 1.0, max_speed)),
         action_space=Box.uniform((1,), -max_torque, max_torque),
         max_episode_steps=200,
+        metadata={"feature_names": ["cos(theta)", "sin(theta)", "angular velocity"]},
     )
 
     def initial_state(self, n: int) -> torch.Tensor:

@@ -229,12 +229,17 @@ class GymVectorEnv(HostVectorEnv):
                 self.env = vector_cls(fns, autoreset_mode=autoreset)
         self.num_envs = num_envs
         self.device = torch.device(device)
+        metadata = {"backend": "gym", "vectorization": vectorization, "workers": workers}
+        # An env (or wrapper) that names its observation's features passes them on (tree
+        # agents' SHAP tables use them).
+        if "feature_names" in (self.env.metadata or {}):
+            metadata["feature_names"] = list(self.env.metadata["feature_names"])
         self.spec = EnvSpec(
             id=spec_id,
             observation_space=_observation_space(self.env.single_observation_space, env_id),
             action_space=_action_space(self.env.single_action_space, env_id),
             max_episode_steps=make_kwargs.get("max_episode_steps", max_episode_steps),
-            metadata={"backend": "gym", "vectorization": vectorization, "workers": workers},
+            metadata=metadata,
         )
         self._obs_dtype = (
             np.uint8 if self.spec.observation_space.dtype == torch.uint8 else np.float32

@@ -163,6 +163,8 @@ def record_video(
             with torch.inference_mode():
                 action, _, state = agent.act(obs, state, is_first, deterministic=deterministic)
             result = venv.step(action)
+            with torch.inference_mode():
+                state = agent.observe(state, result.reward)
             if bool(result.done[0]):
                 frames.append(result.next_obs[0].cpu().numpy() if pixels else frames[-1])
                 break

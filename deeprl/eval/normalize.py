@@ -132,6 +132,11 @@ def _d4rl_table() -> dict[str, tuple[float, float]]:
     }
 
 
+def d4rl_datasets() -> set[str]:
+    """The D4RL dataset ids with reference scores ('hopper-medium-v2', ...)."""
+    return set(_d4rl_table())
+
+
 def d4rl_reference(name: str) -> Affine:
     """Affine map of D4RL's normalized score (0-100) for a dataset id.
 

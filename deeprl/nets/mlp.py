@@ -28,18 +28,23 @@ def mlp(
     out_dim: int,
     activation: str = "tanh",
     out_gain: float = 1.0,
+    layer_norm: bool = False,
 ) -> nn.Sequential:
     """``in_dim -> hidden... -> out_dim`` with ``activation`` between layers, orthogonal init.
 
     Hidden layers use gain sqrt(2); the output layer ``out_gain`` (0.01 for policy logits and
-    1.0 for values in PPO, following CleanRL's ppo.py).
+    1.0 for values in PPO, following CleanRL's ppo.py). ``layer_norm`` puts a LayerNorm between
+    each hidden Linear and its activation (as the IQL/XQL/DVL JAX code's value networks).
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
     layers: list[nn.Module] = []
     last = in_dim
     for size in hidden_sizes:
-        layers += [orthogonal_init(nn.Linear(last, size)), ACTIVATIONS[activation]()]
+        layers.append(orthogonal_init(nn.Linear(last, size)))
+        if layer_norm:
+            layers.append(nn.LayerNorm(size))
+        layers.append(ACTIVATIONS[activation]())
         last = size
     layers.append(orthogonal_init(nn.Linear(last, out_dim), gain=out_gain))
     return nn.Sequential(*layers)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def linear_schedule(start: float, end: float, duration: float, t: float) -> float:
     """Linear interpolation from ``start`` to ``end`` over ``duration`` steps, then ``end``.
@@ -18,3 +20,14 @@ def linear_schedule(start: float, end: float, duration: float, t: float) -> floa
     w = min(t / duration, 1.0)
     # start (1 - w) + end w: exactly ``end`` once w = 1, and exactly PPO's (1 - t/T) lr for end 0.
     return start * (1.0 - w) + end * w
+
+
+def cosine_schedule(start: float, duration: float, t: float) -> float:
+    """``start`` decayed to 0 along half a cosine over ``duration`` steps, then 0:
+    start (1 + cos(pi t / duration)) / 2 (Loshchilov & Hutter 2017, "SGDR", without restarts;
+    the actor learning rate of IQL's and CORL's offline agents). ``start`` when ``duration`` <= 0.
+    """
+    if duration <= 0:
+        return start
+    w = min(t / duration, 1.0)
+    return start * 0.5 * (1.0 + math.cos(math.pi * w))

@@ -9,6 +9,7 @@ directory) end with one clear message and exit code 2 before anything runs.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -58,9 +59,64 @@ def _check_overrides(argv: list[str]) -> list[str]:
             extra.append(f"hydra.run.dir={run_dir}")
     # hydra.* settings are Hydra's to check; hydra/<group>=... choices compose like the rest.
     checked = [o for o in overrides if not o.key_or_group.startswith("hydra.")]
-    for variant in _sweep_variants(checked):
-        compose(variant, return_hydra_config=True)
+    from deeprl.agent import agent_registry
+    from deeprl.train import distributed
+
+    for i, variant in enumerate(_sweep_variants(checked)):
+        cfg = compose(variant, return_hydra_config=True)
+        distributed.check_world_size(cfg, agent_registry()[cfg.agent.name])
+        if i == 0 and ("-m" in argv or "--multirun" in argv):
+            _check_launcher(cfg, [o.input_line for o in overrides])
     return argv + extra
+
+
+#: Launchers that come with an extra: the package of their ``_target_`` -> the packages they
+#: need and the extra that installs them.
+_LAUNCHER_EXTRAS = {
+    "hydra_plugins.hydra_ray_launcher": (("ray", "hydra_plugins.hydra_ray_launcher"), "ray"),
+}
+
+
+def _check_launcher(cfg: DictConfig, overrides: list[str]) -> None:
+    """A sweep's launcher must be installed, and the Ray launcher must find its cluster.
+
+    Raises:
+        UserError: the launcher's packages are missing, or no Ray cluster runs at the address.
+    """
+    import importlib.util
+
+    target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    for package, (modules, extra) in _LAUNCHER_EXTRAS.items():
+        if target.startswith(package + ".") and not all(
+            importlib.util.find_spec(name.split(".")[0]) and importlib.util.find_spec(name)
+            for name in modules
+        ):
+            name = cfg.hydra.runtime.choices.get("hydra/launcher", extra)
+            raise UserError(
+                f"hydra/launcher={name} needs packages that are not installed: "
+                f'pip install "deeprl[{extra}]"'
+            )
+    if target.startswith("hydra_plugins.hydra_ray_launcher."):
+        given = {parse_override(o).key_or_group: o for o in overrides}
+        key = "hydra.launcher.ray.init.address"
+        address = given[key].split("=", 1)[1] if key in given else OmegaConf.select(cfg, key)
+        _check_ray_cluster(address)
+
+
+def _check_ray_cluster(address: str | None) -> None:
+    """``address: auto`` (or none) attaches to the cluster ``ray start`` started here."""
+    if address not in (None, "auto"):
+        return
+    from ray._private.services import get_ray_address_from_environment
+
+    try:
+        get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise UserError(
+            "hydra/launcher=ray found no running Ray cluster on this machine: start one with "
+            "`ray start --head`, or give its address with hydra.launcher.ray.init.address="
+            "<host:port> (or RAY_ADDRESS)"
+        ) from None
 
 
 def _sweep_variants(overrides: list) -> list[list[str]]:
@@ -133,14 +189,26 @@ def run(cfg: DictConfig):
     :class:`~deeprl.train.trainer.Trainer` (None when the run was already finished)."""
     from hydra.core.hydra_config import HydraConfig
 
+    from deeprl.agent import agent_registry
+    from deeprl.train import distributed
     from deeprl.train.trainer import CHECKPOINT, Trainer, resolved_config
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.get("resume"):
         cfg = _resumed_config(cfg, run_dir)
+    if distributed.launched_by_torchrun():
+        cfg = _torchrun_config(cfg, distributed.world().size)
     # Values a sweeper generates (an experiment's hydra.sweeper.params) are first seen here.
     validate(cfg)
+    distributed.check_world_size(cfg, agent_registry()[cfg.agent.name])
     checkpoint = run_dir / CHECKPOINT
+    world_size = int(cfg.train.world_size)
+    if checkpoint.exists() and distributed.saved_world_size(run_dir) != world_size:
+        saved = distributed.saved_world_size(run_dir)
+        raise UserError(
+            f"{run_dir} was trained with train.world_size={saved}: continue it with "
+            f"train.world_size={saved} (each process checkpointed its own env copies)"
+        )
     if not cfg.get("resume") and checkpoint.exists():
         # A re-run of a sweep lands in the same directory: continue it only if it is the same run.
         saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))
@@ -160,9 +228,40 @@ def run(cfg: DictConfig):
             )
             return None
         finished.unlink()  # extended: the run is unfinished until it reaches the new budget
+    if world_size > 1 and not distributed.launched_by_torchrun():
+        return distributed.train_parallel(cfg, run_dir)
     trainer = Trainer(cfg, run_dir)
     trainer.train()
     return trainer
+
+
+def _torchrun_config(cfg: DictConfig, size: int) -> DictConfig:
+    """Under torchrun the world size is torchrun's; the config records it."""
+    if int(cfg.train.world_size) not in (1, size):
+        raise UserError(
+            f"train.world_size={cfg.train.world_size} but torchrun started {size} processes: "
+            f"drop train.world_size (torchrun's --nproc_per_node sets it)"
+        )
+    cfg = cfg.copy()
+    cfg.train.world_size = size
+    return cfg
+
+
+def _torchrun_argv(argv: list[str]) -> list[str]:
+    """Every torchrun process runs one Hydra job: they share rank 0's run directory."""
+    from deeprl.train import distributed
+
+    if "-m" in argv or "--multirun" in argv:
+        raise UserError("torchrun starts one data-parallel run: drop -m (sweeps use a launcher)")
+    positional = _positional(argv)
+    overrides = [o for o in positional if not o.startswith("hydra.")]
+    if any(o.startswith("hydra.run.dir=") for o in positional):
+        distributed.init_torchrun(str(compose(overrides).device))
+        return argv
+    cfg = compose(overrides, return_hydra_config=True)
+    distributed.init_torchrun(str(cfg.device))
+    run_dir = str(Path(cfg.hydra.run.dir).absolute()) if distributed.world().is_main else ""
+    return [*argv, f"hydra.run.dir={distributed.broadcast_text(run_dir)}"]
 
 
 def _task_overrides() -> list[str]:
@@ -197,9 +296,16 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # configs/hydra/launcher/ray.yaml is named as the Ray plugin's schema, which Hydra merges it
+    # onto as intended, with a deprecation warning that tells a user nothing.
+    warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against")
+    from deeprl.train import distributed
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         argv = _check_overrides(argv)
+        if distributed.launched_by_torchrun():
+            argv = _torchrun_argv(argv)
     except UserError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -49,6 +49,8 @@ class Collector:
             )
         env_action = action if self._bounds is None else action.clamp(*self._bounds)
         result = self.env.step(env_action)
+        with torch.inference_mode():
+            self.policy_state = self.agent.observe(self.policy_state, result.reward)
         self.obs = result.obs
         self.is_first = result.done
         self.steps += self.env.num_envs

@@ -70,6 +70,8 @@ def evaluate_policy(
             if bounds is not None:
                 action = action.clamp(*bounds)
             result = env.step(action)
+            with torch.inference_mode():
+                state = agent.observe(state, result.reward)
             obs, is_first = result.obs, result.done
             if max_episode_steps is not None:
                 running_return += result.reward

@@ -10,8 +10,12 @@ their buffer and in when ``Agent.update`` decides to learn. A run directory hold
     tb/                TensorBoard events
     checkpoints/       last.pt (atomic) and the buffer it names, written every
                        ``train.checkpoint_every`` steps, on SIGINT/SIGTERM and at the end
+                       (data-parallel runs: every other rank's rank<r>-<step>.pt beside it)
     eval.json          the final evaluation; its presence marks the run as finished
     agent.safetensors  the final agent, self-contained (``deeprl.load_agent``, ``deeprl-eval``)
+    shap.csv, ...      the agent's ``explain`` outputs at the end (tree agents: SHAP table, plot)
+    videos/            per evaluation: eval_<step>.mp4 (``train.eval_video``) and the agent's
+                       ``eval_media`` (e.g. Dreamer's open_loop_<step>.mp4)
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from deeprl.envs.registry import make_env
 from deeprl.errors import UserError
 from deeprl.io import load_checkpoint, save_checkpoint, write_json_atomic
 from deeprl.logging import RunLogger, format_duration
+from deeprl.train import distributed
 from deeprl.train.policy_eval import EVAL_SEED_OFFSET, evaluate_policy
 from deeprl.train.sources import OfflineSource, OnlineSource
 
@@ -117,8 +122,11 @@ class Trainer:
         train = cfg.train
         if train.threads:
             torch.set_num_threads(int(train.threads))
-        self.device = resolve_device(str(cfg.device))
-        seed_everything(int(cfg.seed))
+        # Data-parallel ranks (deeprl.train.distributed) step their own env copies, seeded apart.
+        self.world = distributed.world()
+        self.device = self.world.device(resolve_device(str(cfg.device)))
+        seed = int(cfg.seed) + self.world.seed_offset
+        seed_everything(seed)
 
         agent_options = OmegaConf.to_container(cfg.agent, resolve=True)
         agent_name = agent_options.pop("name")
@@ -137,7 +145,7 @@ class Trainer:
             self.env_cfg = dataset.env or self.env_cfg
             spec, num_envs = dataset.spec, 1
             self.eval_env = build_env(self.env_cfg, eval_envs, self.device)
-            _check_dataset_env(spec, self.eval_env.spec)
+            _check_dataset_env(spec, self.eval_env.spec, dataset.recorded_env)
         else:
             if cfg.get("dataset"):
                 raise UserError(
@@ -145,18 +153,23 @@ class Trainer:
                     f"(~dataset) or choose an offline agent"
                 )
             num_envs = cfg.env.get("num_envs") or agent_options.get("num_envs") or 1
+            num_envs //= self.world.size
             agent_options["num_envs"] = num_envs
             env = build_env(self.env_cfg, num_envs, self.device)
             spec = env.spec
             self.eval_env = build_env(self.env_cfg, eval_envs, self.device)
         self.agent: Agent = make_agent(
             agent_name, spec, num_envs, self.device, agent_options,
-            total_steps=int(train.total_steps),
+            total_steps=int(train.total_steps) // self.world.size,
         )
+        if self.world.size > 1:
+            distributed.share_agent(self.agent)
+        # The dataset's score map (D4RL's normalized score), reported beside the return.
+        self.normalizer = dataset.normalizer if agent_cls.source == "offline" else None
         if agent_cls.source == "offline":
             self.source = OfflineSource(dataset)
         else:
-            self.source = OnlineSource(env, self.agent, seed=int(cfg.seed))
+            self.source = OnlineSource(env, self.agent, seed=seed)
         self.last_eval: dict | None = None
         self.best: dict | None = None  # the best evaluation so far: return_mean/std, step
         self.learned = False  # whether the agent has made an update yet
@@ -174,29 +187,41 @@ class Trainer:
     def save(self) -> None:
         """Checkpoint the run. An online buffer (a replay can hold gigabytes) goes to its own
         file, named by step and written first, so ``last.pt`` always points at a complete
-        buffer; a dataset is not saved (it is read again on resume)."""
+        buffer; a dataset is not saved (it is read again on resume). Data-parallel ranks other
+        than 0 write their state (env, buffer, RNG) to ``rank<r>-<step>.pt`` first; rank 0's
+        ``last.pt`` follows them."""
         step = self.source.steps
         checkpoints = self.run_dir / CHECKPOINT.parent
+        prefix = f"rank{self.world.rank}-" if self.world.rank else ""
         state = {
             "step": step,
+            "world_size": self.world.size,
             "agent": self.agent.checkpoint_state(),
             "source": self.source.state_dict(),
             "progress": {"learned": self.learned, "best": self.best, "wandb_id": self.wandb_id},
             "rng": {"torch": torch.get_rng_state()},
         }
         if self.source.persistent:
-            state["buffer_file"] = f"buffer-{step}.pt"
+            state["buffer_file"] = f"{prefix}buffer-{step}.pt"
             buffer_state = {"buffer": self.buffer.state_dict()}
             save_checkpoint(checkpoints / state["buffer_file"], buffer_state)
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if self.world.rank:
+            save_checkpoint(checkpoints / f"{prefix}{step}.pt", state)
+        self.world.barrier()
+        if self.world.rank:
+            return
         save_checkpoint(self.run_dir / CHECKPOINT, state)
-        for old in checkpoints.glob("buffer-*.pt"):
-            if old.name != state.get("buffer_file"):
+        for old in checkpoints.glob("*-*.pt"):  # buffers and ranks' files of earlier steps
+            if not old.name.endswith(f"-{step}.pt"):
                 old.unlink()
 
     def restore(self) -> int:
         state = load_checkpoint(self.run_dir / CHECKPOINT, map_location=self.device)
+        if self.world.rank:
+            own = self.run_dir / CHECKPOINT.parent / f"rank{self.world.rank}-{state['step']}.pt"
+            state = load_checkpoint(own, map_location=self.device)
         self.agent.load_checkpoint_state(state["agent"])
         if self.source.persistent:
             buffer_path = self.run_dir / CHECKPOINT.parent / state["buffer_file"]
@@ -209,7 +234,7 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-        return self.source.steps
+        return self.source.steps * self.world.size
 
     # ---- evaluation ---------------------------------------------------------------------------
     def run_evaluation(self, step: int, logger: RunLogger) -> dict:
@@ -229,6 +254,9 @@ class Trainer:
             progress=lambda done, steps: logger.eval_progress(step, done, episodes, steps, started),
         )
         report["step"] = step
+        if self.normalizer is not None:
+            report["normalized_score"] = self.normalizer(report["return_mean"])
+            report["normalized_score_std"] = report["return_std"] * abs(self.normalizer.slope)
         logger.eval_done(step, report, time.perf_counter() - started)
         if self.best is None or report["return_mean"] > self.best["return_mean"]:
             self.best = {k: report[k] for k in ("return_mean", "return_std", "step")}
@@ -246,7 +274,21 @@ class Trainer:
                 writer=logger.writer,
                 step=step,
             )
+        self._write_eval_media(step, logger)
         return report
+
+    def _write_eval_media(self, step: int, logger: RunLogger) -> None:
+        """The agent's own videos of this evaluation (``Agent.eval_media``), if any."""
+        videos = self.agent.eval_media(self.buffer)
+        if not videos:
+            return
+        from deeprl.envs.render import add_video, write_mp4
+
+        for name, video in videos.items():
+            frames = video.cpu().numpy()
+            write_mp4(frames, self.run_dir / "videos" / f"{name}_{step}.mp4")
+            if logger.writer is not None:
+                add_video(logger.writer, f"eval/{name}", frames, step)
 
     def _video_env(self):
         return build_video_env(self.env_cfg, self.device)
@@ -258,6 +300,8 @@ class Trainer:
         env = self.eval_env.spec.id
         copies = getattr(self.source, "env", None)
         copies = f", {copies.num_envs} copies" if copies is not None else ""
+        if self.world.size > 1:
+            copies += f" x {self.world.size} processes"
         dataset = cfg.get("dataset")
         data = f" | dataset {dataset.name}" if dataset else ""
         label = f" {cfg.name}" if cfg.get("name") else ""
@@ -311,22 +355,24 @@ class Trainer:
         log_every = int(train.log_every)
         ckpt_every = int(train.checkpoint_every or 0)
         start = self.restore() if (self.run_dir / CHECKPOINT).exists() else 0
-        if not start:
+        main = self.world.is_main  # the run's outputs (evaluation, logs, files) are rank 0's
+        if not start and main:
             # A fresh start (possibly over a run killed before its first checkpoint).
             shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
-        write_config(self.run_dir, cfg, self.device)
-        logger = self._make_logger(total, start)
+        if main:
+            write_config(self.run_dir, cfg, self.device)
+        logger = self._make_logger(total, start) if main else distributed.SilentLogger()
         logger.say(self._start_line(start, total))
         step = start
         update_metrics: dict[str, float | torch.Tensor] = {}
         with _StopSignal() as stop:
             while step < total:
-                prev, step = step, self.source.advance()
+                prev, step = step, self.source.advance() * self.world.size
                 metrics = self.agent.update(self.buffer, step)
                 if metrics is not None:
                     update_metrics, self.learned = metrics, True
                 evaluate_now = _crossed(eval_every, prev, step) or step >= total
-                if _crossed(log_every, prev, step) or evaluate_now:
+                if main and (_crossed(log_every, prev, step) or evaluate_now):
                     record = {f"train/{k}": float(v) for k, v in update_metrics.items()}
                     record.update(self.source.pop_stats())
                     if evaluate_now:
@@ -335,16 +381,24 @@ class Trainer:
                         record["eval/return_std"] = report["return_std"]
                         if "success_rate" in report:
                             record["eval/success_rate"] = report["success_rate"]
+                        if "normalized_score" in report:
+                            record["eval/normalized_score"] = report["normalized_score"]
                     if step >= total and not self.learned:
                         record["warning/no_update"] = 1.0
                     logger.log(step, record)
                 logger.progress(step)
                 if _crossed(ckpt_every, prev, step):
                     self.save()
-                if stop.received is not None:
-                    self.stopped_by = stop.received
+                # Ranks stop together, at an update: their common points besides the end.
+                signum = stop.received
+                if self.world.size > 1:
+                    signum = self.world.agree_stop(signum) if metrics is not None else None
+                if signum is not None:
+                    self.stopped_by = signum
                     break
         self.save()
+        if not main:
+            return None
         if self.stopped_by is not None:
             logger.close(step)
             print(
@@ -354,6 +408,7 @@ class Trainer:
             )
             return None
         self.agent.save(self.run_dir / "agent.safetensors", env=self.env_cfg)
+        self.agent.explain(self.eval_env, int(cfg.seed) + EVAL_SEED_OFFSET, self.run_dir)
         final = {**self.last_eval, "best": self.best, "learned": self.learned}
         write_json_atomic(self.run_dir / "eval.json", final)
         logger.say(
@@ -395,12 +450,19 @@ def build_video_env(env_cfg: dict, device: torch.device):
     return build_env(env_cfg, 1, device)
 
 
-def _check_dataset_env(data: Any, env: Any) -> None:
+def _check_dataset_env(data: Any, env: Any, recorded_env: str | None = None) -> None:
     """The eval env must have the dataset's observation and action spaces."""
+    choice = f"env={recorded_env}" if recorded_env else "env=<name>"
     for what in ("observation_space", "action_space"):
         a, b = getattr(data, what), getattr(env, what)
         if type(a) is not type(b) or a.shape != b.shape:
             raise UserError(
-                f"the dataset's {what} ({a}) does not match the eval env {env.id}'s ({b}); "
-                f"choose the env the data was recorded on with env=<name>"
+                f"the dataset {data.id}'s {what.removesuffix('_space')}s ({_space_text(a)}) do "
+                f"not match the eval env {env.id}'s ({_space_text(b)}); choose the env the data "
+                f"was recorded on with {choice}"
             )
+
+
+def _space_text(space: Any) -> str:
+    """'box (3,)', 'discrete ()': a space's kind and shape, for messages."""
+    return f"{type(space).__name__.lower()} {tuple(space.shape)}"

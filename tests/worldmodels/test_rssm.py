@@ -14,8 +14,10 @@ from deeprl.worldmodels import (
     ContinueHead,
     ConvDecoder,
     ConvEncoder,
+    GRUModel,
     MultiDecoder,
     MultiEncoder,
+    NormGRUCell,
     ValueMLPHead,
     kl_balance_loss,
     straight_through_sample,
@@ -147,10 +149,66 @@ def test_core_parallel_pass_reproduces_observe(sequence):
     embed, action, is_first = window()
     out = rssm.observe(embed, action, is_first)
     prev = torch.cat([torch.zeros_like(out.stoch[:, :1]), out.stoch[:, :-1]], 1)
+    prev = torch.where(is_first[..., None, None], rssm.initial(1).stoch.unsqueeze(1), prev)
     keep = (~is_first).float().unsqueeze(-1)
-    x = rssm.core_in(torch.cat([(prev.flatten(-2) * keep), action * keep], -1))
+    x = rssm.core_in(torch.cat([prev.flatten(-2), action * keep], -1))
     deter, _ = rssm.core(x, None, is_first)
     torch.testing.assert_close(deter, out.deter, rtol=1e-4, atol=1e-5)
+
+
+def test_norm_gru_cell_equations_on_hand_built_weights():
+    cell = NormGRUCell(input_size=2, hidden_size=2)
+    with torch.no_grad():
+        cell.linear.weight.copy_(torch.arange(24.0).view(6, 4) / 10 - 1)
+        cell.norm.weight.copy_(torch.tensor([1.0, 2.0, 0.5, 1.0, 1.5, 1.0]))
+        cell.norm.bias.copy_(torch.tensor([0.1, 0.0, -0.2, 0.3, 0.0, 0.5]))
+    h, x = torch.tensor([[0.5, -0.25]]), torch.tensor([[1.0, 2.0]])
+    z = torch.cat([h, x], -1) @ cell.linear.weight.T  # no bias
+    mean, var = z.mean(-1, keepdim=True), z.var(-1, unbiased=False, keepdim=True)
+    z = (z - mean) / torch.sqrt(var + 1e-3) * cell.norm.weight + cell.norm.bias
+    reset, cand, update = z[:, :2], z[:, 2:4], z[:, 4:]
+    cand = torch.tanh(torch.sigmoid(reset) * cand)
+    update = torch.sigmoid(update - 1)
+    torch.testing.assert_close(cell(x, h), update * cand + (1 - update) * h)
+    assert cell.linear.bias is None
+
+
+def test_default_core_is_the_papers_norm_gru_from_a_learned_state():
+    rssm = small_rssm()
+    assert isinstance(rssm.core, GRUModel) and rssm.core.norm and rssm.core.n_layers == 1
+    assert not hasattr(rssm.core, "gru")  # no nn.GRU inside
+    with torch.no_grad():
+        rssm.core.initial.normal_()
+    start = rssm.initial(3)
+    deter0 = torch.tanh(rssm.core.initial[-1])
+    torch.testing.assert_close(start.deter, deter0.expand(3, -1))
+    torch.testing.assert_close(start.core, deter0.expand(1, 3, -1))
+    prior = rssm._logits(rssm.prior_net, deter0)
+    assert torch.equal(start.stoch[0], F.one_hot(prior.argmax(-1), 4).float())  # the mode
+
+
+@pytest.mark.parametrize("sequence", ["gru", "mamba2"])
+def test_is_first_restarts_from_the_learned_initial_state(sequence):
+    torch.manual_seed(0)
+    rssm = small_rssm(sequence)
+    learned = rssm.core.initial if sequence == "gru" else rssm.initial_deter
+    with torch.no_grad():
+        learned.normal_()
+    embed, action, _ = window()
+    # From any state, a step marked is_first equals a step from initial() with a zero action.
+    stale = rssm.observe(embed, action, torch.zeros(2, 7, dtype=torch.bool), sample=False).last
+    restarted, prior = rssm.obs_step(stale, action[:, 0], embed[:, 0],
+                                     torch.ones(2, dtype=torch.bool), sample=False)
+    fresh, fresh_prior = rssm.obs_step(rssm.initial(2), torch.zeros_like(action[:, 0]),
+                                       embed[:, 0], torch.zeros(2, dtype=torch.bool),
+                                       sample=False)
+    torch.testing.assert_close(restarted.deter, fresh.deter)
+    torch.testing.assert_close(restarted.logits, fresh.logits)
+    torch.testing.assert_close(prior, fresh_prior)
+    # The initial state is learned: the world-model loss reaches its parameter.
+    out = rssm.observe(embed, action, torch.ones(2, 7, dtype=torch.bool))
+    kl_balance_loss(out.post_logits, out.prior_logits, free_bits=0.0)["loss"].backward()
+    assert learned.grad.abs().max() > 0
 
 
 def test_observe_continues_from_last_state():

@@ -26,6 +26,8 @@ SMALL = {
     "mamba2": {"d_model": 32, "n_layers": 2, "d_state": 8, "headdim": 16, "chunk_size": 4},
     "mamba": {"d_model": 32, "n_layers": 2, "d_state": 8},
     "gru": {"d_model": 32, "n_layers": 2},
+    "gru-learned": {"d_model": 32, "n_layers": 2, "learned_initial": True},
+    "gru-norm": {"d_model": 32, "n_layers": 2, "norm": True, "learned_initial": True},
     "transformer": {"d_model": 32, "n_layers": 2, "n_heads": 4},
     "transformer-window": {"d_model": 32, "n_layers": 2, "n_heads": 4, "window": 5},
 }
@@ -34,7 +36,11 @@ TOL = {"rtol": 1e-4, "atol": 1e-5}
 
 def _model(name):
     torch.manual_seed(0)
-    return make_sequence_model(name.split("-")[0], **SMALL[name])
+    model = make_sequence_model(name.split("-")[0], **SMALL[name])
+    if getattr(model, "initial", None) is not None:  # a learned initial state: not zeros
+        with torch.no_grad():
+            model.initial.normal_()
+    return model
 
 
 def _leaves(state):

@@ -1,0 +1,174 @@
+"""f-DVL, dual value learning for offline RL (Sikchi, Zheng, Zhang & Niekum 2024, "Dual RL:
+Unification and New Methods for Reinforcement and Imitation Learning", ICLR), as the authors'
+code hari-sikchi/DVL (``offline/{critic,actor,learner}.py``).
+
+The dual of regularised policy optimisation with an f-divergence to the data's distribution
+gives a value loss on x = min_i Qbar_i(s, a) - V(s) over the data, with temperature lambda:
+
+    chi-square        L_V = E[ lambda max(x + x^2/4, 0) - (1 - lambda) x ]
+    total variation   L_V = E[ lambda max(x, 0) - (1 - lambda) x ]
+    reverse KL        L_V = XQL's Gumbel loss on z = x / lambda, clipped at max_clip and
+                            rescaled by e^(-m) (:func:`deeprl.offline.xql.gumbel_loss`)
+
+With ``sample_random_times`` = k the V loss also sees each state k times with a uniform action
+in [-1, 1]^d (the README's locomotion runs use 1). The official update order per step
+(learner.py), with no target V network:
+
+    (1) V on the target critics' min Qbar(s, a);
+    (2) the AWR actor: E[-min(exp(t (min_i Qbar_i(s, a) - V_new(s))), 100) log pi(a|s)];
+    (3) Q_i toward y = r + gamma (1 - d) V_new(s') with the Huber loss (delta 20)
+        (another value head: its own loss);
+    (4) Polyak averaging of the critics (tau).
+
+Defaults are the code's locomotion settings: chi-square, lambda 1, max_clip 5 (reverse KL
+only), AWR temperature 3, batch 1024, lr 3e-4, gamma 0.99, tau 0.005, 256x256 ReLU MLPs,
+LayerNorm in V, twin critics, cosine-decayed actor lr; states standardised as in CORL.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from deeprl.config import option
+from deeprl.envs.spec import EnvSpec
+from deeprl.nets.actors import GaussianActor
+from deeprl.nets.critics import TwinQ, ValueNetwork
+from deeprl.nets.functional import polyak_update
+from deeprl.nets.heads import ScalarHead, ValueHeadConfig, make_value_head
+from deeprl.nets.schedules import cosine_schedule
+from deeprl.offline.base import OfflineAgent
+from deeprl.offline.iql import awr_actor_loss
+from deeprl.offline.xql import gumbel_loss
+
+DIVERGENCES = ("chi_square", "total_variation", "reverse_kl")
+HUBER_DELTA = 20.0  # critic.py's huber_loss(x, delta=20.0)
+
+
+@dataclass
+class FDVLConfig:
+    """f-DVL hyperparameters (``agent=fdvl``); defaults: hari-sikchi/DVL's locomotion runs."""
+
+    batch_size: int = option(1024, ge=1)
+    gamma: float = option(0.99, ge=0, le=1)
+    tau: float = option(0.005, gt=0, le=1)
+    f: str = option("chi_square", choices=DIVERGENCES)  # the f-divergence
+    temp: float = option(1.0, gt=0)  # lambda of the value loss
+    max_clip: float | None = option(5.0, gt=0)  # reverse KL only (None: no clip)
+    sample_random_times: int = option(1, ge=0)  # uniform actions per state in the V loss
+    temperature: float = option(3.0, ge=0)  # AWR inverse temperature
+    actor_lr: float = option(3e-4, gt=0)  # cosine-decayed to 0 over train.total_steps
+    q_lr: float = option(3e-4, gt=0)
+    v_lr: float = option(3e-4, gt=0)
+    hidden_sizes: list[int] = option([256, 256], ge=1)
+    value_layer_norm: bool = True
+    normalize_obs: bool = True
+    critic: ValueHeadConfig = field(default_factory=ValueHeadConfig)  # Q's and V's value head
+
+
+def fdvl_value_loss(
+    diff: torch.Tensor, f: str, temp: float, max_clip: float | None = None
+) -> dict[str, torch.Tensor]:
+    """The f-DVL value loss on diff = Q - V (B,): {"loss": its mean} (see the module docstring;
+    ``max_clip`` applies to ``reverse_kl`` only, as in the official code)."""
+    if f == "chi_square":
+        loss = temp * torch.clamp(diff + diff.square() / 4, min=0) - (1 - temp) * diff
+    elif f == "total_variation":
+        loss = temp * torch.clamp(diff, min=0) - (1 - temp) * diff
+    elif f == "reverse_kl":
+        return {"loss": gumbel_loss(diff, temp, max_clip)["loss"]}
+    else:
+        raise ValueError(f"unknown f-divergence {f!r}; choose from {DIVERGENCES}")
+    return {"loss": loss.mean()}
+
+
+def dvl_q_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{"loss": E[huber_20(Q_1 - y)] + E[huber_20(Q_2 - y)]} over (B,) inputs (critic.py)."""
+    loss = (F.huber_loss(q1, target, delta=HUBER_DELTA) +
+            F.huber_loss(q2, target, delta=HUBER_DELTA))
+    return {"loss": loss}
+
+
+class FDVL(OfflineAgent):
+    """f-DVL with twin critics, a value network without target, and a Gaussian AWR policy."""
+
+    Config = FDVLConfig
+    name = "fdvl"
+
+    def __init__(
+        self,
+        spec: EnvSpec,
+        num_envs: int,
+        device: torch.device | str = "cpu",
+        config: FDVLConfig | None = None,
+        total_steps: int | None = None,
+    ) -> None:
+        super().__init__(spec, num_envs, device, total_steps)
+        self.config = cfg = config or FDVLConfig()
+        self.head = make_value_head(**vars(cfg.critic))
+        n = self.head.num_outputs
+        self.actor = GaussianActor(self.obs_dim, self.act_dim, cfg.hidden_sizes)
+        self.critic = TwinQ(self.obs_dim, self.act_dim, cfg.hidden_sizes, n)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.value = ValueNetwork(self.obs_dim, cfg.hidden_sizes, n, cfg.value_layer_norm)
+        self.to(self.device)
+        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr)
+        self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.v_lr)
+
+    def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.actor.act(obs, deterministic)
+
+    def _target_q(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        q1, q2 = self.critic_target(obs, action)
+        return torch.minimum(self.head.value(q1), self.head.value(q2))
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg, head = self.config, self.head
+        obs, action = batch["obs"], batch["action"]
+        with torch.no_grad():
+            target_q = self._target_q(obs, action)
+            v_obs, v_q = obs, target_q
+            if cfg.sample_random_times > 0:
+                repeated = obs.repeat(cfg.sample_random_times, 1)
+                uniform = torch.empty(repeated.shape[0], self.act_dim, device=obs.device)
+                uniform.uniform_(-1.0, 1.0)
+                v_obs = torch.cat([obs, repeated])
+                v_q = torch.cat([target_q, self._target_q(repeated, uniform)])
+
+        # (1) V on the target critics
+        v_loss = fdvl_value_loss(v_q - head.value(self.value(v_obs)), cfg.f, cfg.temp,
+                                 cfg.max_clip)["loss"]
+        self.optimizers["value"].zero_grad(set_to_none=True)
+        v_loss.backward()
+        self.optimizers["value"].step()
+
+        # (2) AWR actor with the target critics and the new V
+        with torch.no_grad():
+            v = head.value(self.value(obs))
+            next_v = head.value(self.value(batch["next_obs"]))
+        actor = awr_actor_loss(self.actor.log_prob(obs, action), target_q - v, cfg.temperature)
+        optimizer = self.optimizers["actor"]
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_schedule(cfg.actor_lr, self.total_steps or 0, self.grad_steps)
+        optimizer.zero_grad(set_to_none=True)
+        actor["loss"].backward()
+        optimizer.step()
+
+        # (3) Q toward r + gamma V_new(s') (no target V), (4) Polyak
+        target = batch["reward"] + cfg.gamma * batch["mask"] * next_v
+        q1, q2 = self.critic(obs, action)
+        if isinstance(head, ScalarHead) and not head.symlog:
+            q_loss = dvl_q_loss(head.value(q1), head.value(q2), target)["loss"]
+        else:
+            q_loss = head.loss(q1, target).mean() + head.loss(q2, target).mean()
+        self.optimizers["critic"].zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.optimizers["critic"].step()
+        polyak_update(self.critic_target, self.critic, cfg.tau)
+        return {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(),
+                "actor_loss": actor["loss"].detach(), "adv_weight": actor["weight"],
+                "v": v.mean()}
