@@ -70,7 +70,7 @@ from deeprl.worldmodels.dreamer_parts import (
     ValueMLPHead,
 )
 from deeprl.worldmodels.openloop import open_loop_video
-from deeprl.worldmodels.rssm import RSSM, RSSMState, world_model_loss
+from deeprl.worldmodels.rssm import RSSM, Observed, RSSMState, world_model_loss
 
 #: Size presets (the 2023 configs' small/medium/large/xlarge; XS is this library's half of S,
 #: not in the 2023 configs): GRU width ``deter``, prior/posterior MLP width ``hidden``, CNN
@@ -238,14 +238,14 @@ class Dreamer(Agent):
     def act(self, obs, state=None, is_first=None, deterministic=False):
         if is_first is None:
             is_first = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
-        # obs_step restarts the rows where is_first (latent, core state and last action), so
+        # The step restarts the rows where is_first (latent, core state and last action), so
         # the state needs no reset here. The previous logits are not read by a step, so the
-        # state does not keep them.
+        # state does not keep them; nor is the prior, so acting skips it.
         prev = RSSMState(state["deter"], state["stoch"], state["stoch"],
                          self._core_from_state(state))
-        embed = self.encoder({OBS_KEY: obs})
-        post, _ = self.rssm.obs_step(prev, state["action"], embed, is_first,
-                                     sample=not deterministic)
+        embed = self.rssm.project_embed(self.encoder({OBS_KEY: obs}))
+        post = self.rssm.posterior_step(prev, state["action"], embed, is_first,
+                                        sample=not deterministic)
         action = self.actor_critic.actor(self.rssm.features(post.deter, post.stoch),
                                          sample=not deterministic)
         if not self.discrete:
@@ -310,31 +310,19 @@ class Dreamer(Agent):
             self.grad_steps += 1
         return metrics
 
-    def posterior_steps(self, batch: dict[str, torch.Tensor]):
-        """Posterior pass over a replayed window (the layout in the module docstring): the
-        per-step states (B, L, ...) with each step's core state, and the prior logits. A loop of
-        ``RSSM.obs_step`` rather than ``RSSM.observe``, which keeps only the last core state and
-        imagination starts from every step."""
+    def posterior(self, batch: dict[str, torch.Tensor]) -> Observed:
+        """Posterior pass over a replayed window (the layout in the module docstring), with
+        the core's state after every step (imagination starts from every step)."""
         embed = self.encoder({OBS_KEY: batch["next_obs"]})
-        action = self.model_action(batch["action"])
-        state = self.rssm.initial(embed.shape[0])
-        steps, priors = [], []
-        for t in range(embed.shape[1]):
-            state, prior = self.rssm.obs_step(state, action[:, t], embed[:, t],
-                                              batch["is_first"][:, t])
-            steps.append(state)
-            priors.append(prior)
-        return steps, torch.stack(priors, 1)
+        return self.rssm.observe(embed, self.model_action(batch["action"]), batch["is_first"])
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One world-model update, then one actor-critic update on imagined trajectories."""
         cfg = self.config
         with self.autocast():
-            steps, prior_logits = self.posterior_steps(batch)
-            deter = torch.stack([s.deter for s in steps], 1)
-            stoch = torch.stack([s.stoch for s in steps], 1)
-            post_logits = torch.stack([s.logits for s in steps], 1)
-            features = self.rssm.features(deter, stoch)
+            posterior = self.posterior(batch)
+            post_logits, prior_logits = posterior.post_logits, posterior.prior_logits
+            features = self.rssm.features(posterior.deter, posterior.stoch)
             recon = self.decoder.loss(self.decoder(features), {OBS_KEY: batch["next_obs"]})
             reward = self.reward_head.loss(self.reward_head(features), batch["reward"].float())
             cont = self.cont_head.loss(self.cont_head(features), ~batch["terminated"].bool())
@@ -360,24 +348,24 @@ class Dreamer(Agent):
         }
         metrics.update({f"{k.replace('/', '_')}_loss": v.detach()
                         for k, v in terms.items() if k.startswith("recon/")})
-        metrics.update(self.imagination_step(steps))
+        metrics.update(self.imagination_step(posterior))
         return metrics
 
-    def imagination_step(self, steps: list[RSSMState]) -> dict[str, torch.Tensor]:
-        """Imagine ``imagination.horizon`` steps from every posterior state and update the
-        actor-critic."""
-        dim = self.core_batch_dim
-        cores = [pytree.tree_flatten(s.core)[0] for s in steps]
+    def imagination_step(self, posterior: Observed) -> dict[str, torch.Tensor]:
+        """Imagine ``imagination.horizon`` steps from every posterior state (L * B starts, time
+        major) and update the actor-critic."""
+        cores = [pytree.tree_flatten(core)[0] for core in posterior.cores]
         core = pytree.tree_unflatten(
-            [torch.cat(leaves, dim).detach() for leaves in zip(*cores, strict=True)],
+            [torch.cat(leaves, self.core_batch_dim).detach()
+             for leaves in zip(*cores, strict=True)],
             self.core_spec,
         )
-        start = RSSMState(
-            torch.cat([s.deter for s in steps]).detach(),
-            torch.cat([s.stoch for s in steps]).detach(),
-            torch.cat([s.logits for s in steps]).detach(),
-            core,
-        )
+
+        def starts(x: torch.Tensor) -> torch.Tensor:  # (B, L, ...) -> (L * B, ...)
+            return x.detach().transpose(0, 1).flatten(0, 1)
+
+        start = RSSMState(starts(posterior.deter), starts(posterior.stoch),
+                          starts(posterior.post_logits), core)
 
         def step(state: RSSMState, action: torch.Tensor) -> RSSMState:
             if self.discrete:

@@ -48,10 +48,10 @@ import torch
 from torch import nn
 
 from deeprl.agent import Agent
-from deeprl.agents.ppo import clipped_value_loss, ppo_loss
+from deeprl.agents.ppo import clipped_value_loss, ppo_loss, update_metrics
 from deeprl.buffers.rollout import RolloutBuffer, generalized_advantage_estimation
 from deeprl.config import option
-from deeprl.envs.spec import EnvSpec
+from deeprl.envs.spec import Box, EnvSpec
 from deeprl.errors import UserError
 from deeprl.nets.distributions import (
     categorical_log_prob_entropy,
@@ -220,7 +220,12 @@ class TreeActorCritic(nn.Module):
         """Policy outputs (B, P) and values (B,); with ``requires_grad`` both are leaf tensors
         whose gradients :meth:`step` fits the next tree to."""
         theta, value = self.model(features, requires_grad=requires_grad)
-        return theta, value.view(-1)
+        # a separate actor with one output (P = 1) answers (B,): theta stays (B, P)
+        return theta.view(len(features), -1), value.view(-1)
+
+    def policy(self, features: torch.Tensor) -> torch.Tensor:
+        """Policy outputs (B, P) alone: separate ensembles then skip the critic's trees."""
+        return self.model.predict_policy(features, requires_grad=False).view(len(features), -1)
 
     def step(self, features: torch.Tensor, policy_clip: float | None, value_clip: float | None):
         """Grow one tree (one per ensemble) from the gradients of the last ``forward`` with
@@ -324,8 +329,7 @@ class GBRLA2C(Agent):
         return log_prob, gaussian_entropy(self.log_std).expand(theta.shape[0])
 
     def act(self, obs, state=None, is_first=None, deterministic=False):
-        theta, _ = self.trees(self._features(obs))
-        theta = theta.to(self.device)
+        theta = self.trees.policy(self._features(obs)).to(self.device)
         if self.spec.discrete:
             action = theta.argmax(-1) if deterministic else categorical_sample(theta)
         else:
@@ -397,12 +401,14 @@ class GBRLA2C(Agent):
 
         self.updates_done += 1
         buffer.reset()
-        var_returns = returns.var()
-        explained_var = 1 - (returns - old_values).var() / var_returns
-        metrics = {k: v.item() for k, v in stats.items()}
-        metrics["explained_variance"] = explained_var.item() if var_returns > 0 else float("nan")
+        metrics = update_metrics(stats, returns, old_values)
         metrics["trees"] = float(self.trees.num_trees())
         return metrics
+
+    def model_size(self) -> str:
+        """The trees (and the log-std's parameters), not the parameters alone (0 for trees)."""
+        trees = f"{self.trees.num_trees():,} trees"
+        return trees if self.spec.discrete else f"{trees} + a {self.act_dim}-dim log-std"
 
     # ---- interpretability ---------------------------------------------------------------------
     def feature_names(self) -> list[str]:
@@ -432,11 +438,14 @@ class GBRLA2C(Agent):
         count = self.config.shap_states
         if count == 0:
             return []
+        space = env.spec.action_space
+        bounds = space.bounds(env.device) if isinstance(space, Box) else None
         states, obs = [], env.reset(seed=seed)
         while sum(len(s) for s in states) < count:
             states.append(obs.cpu())
             action, _, _ = self.act(obs, deterministic=True)
-            obs = env.step(action).obs
+            # clipped as the evaluation clips it, so these are the evaluated episodes' states
+            obs = env.step(action if bounds is None else action.clamp(*bounds)).obs
         x = torch.cat(states)[:count]
         phi, _ = self.shap(x)
         mean_abs = np.abs(phi).mean(0)  # (F, P + 1)

@@ -132,6 +132,19 @@ def ppo_loss(
     return loss, stats
 
 
+def update_metrics(
+    stats: dict[str, torch.Tensor], returns: torch.Tensor, old_values: torch.Tensor
+) -> dict[str, float]:
+    """An update's report: the last minibatch's ``stats`` and the explained variance
+    1 - Var[R - V_old] / Var[R] of the rollout's values (B,) (NaN when the returns are
+    constant)."""
+    var_returns = returns.var()
+    explained_var = 1 - (returns - old_values).var() / var_returns
+    metrics = {k: v.item() for k, v in stats.items()}
+    metrics["explained_variance"] = explained_var.item() if var_returns > 0 else float("nan")
+    return metrics
+
+
 class PPO(Agent):
     """PPO for discrete (categorical) and continuous (diagonal Gaussian) actions.
 
@@ -316,9 +329,6 @@ class PPO(Agent):
             self.obs_rms.update(data["obs"].flatten(0, 1).view(-1, *obs_shape))
         self.updates_done += 1
         buffer.reset()
-        var_returns = returns.var()
-        explained_var = 1 - (returns - old_values).var() / var_returns
-        metrics = {k: v.item() for k, v in stats.items()}
-        metrics["explained_variance"] = explained_var.item() if var_returns > 0 else float("nan")
+        metrics = update_metrics(stats, returns, old_values)
         metrics["learning_rate"] = self.optimizer.param_groups[0]["lr"]
         return metrics

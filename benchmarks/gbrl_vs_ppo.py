@@ -5,8 +5,9 @@ Each (env, agent, seed) is one ``deeprl-train`` run with the agent's shipped tun
 env where there is one (configs/tuned/<agent>_<env>.yaml), evaluated every ``--evals``-th of the
 budget on 10 deterministic episodes. Reported per env and agent: the final eval return (mean over
 seeds), the best one, the first step whose eval reached ``--solved`` (CartPole: 475), and the
-env steps per second of training wall time (the run's own clock, evaluations included); the
-ratio column is GBRL / PPO. Curves go to ``<out>/curves.png``, numbers to ``<out>/results.json``.
+env steps per second of the run's wall time (the ``deeprl-train`` process, start-up and
+evaluations included); the ratio column is GBRL / PPO. Curves go to ``<out>/curves.png``,
+numbers to ``<out>/results.json``.
 
     python benchmarks/gbrl_vs_ppo.py                                  # 3 seeds, full budgets
     python benchmarks/gbrl_vs_ppo.py --envs cartpole --seeds 0 --steps cartpole=20000

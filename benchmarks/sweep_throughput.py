@@ -17,12 +17,13 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from deeprl.train.distributed import free_port
 
 RUNS = 9  # classic_mini: cartpole, acrobot, pendulum x seeds 0, 1, 2
 
@@ -43,9 +44,7 @@ def sweep(launcher: list[str], steps: int, sweep_dir: Path) -> float:
 @contextlib.contextmanager
 def ray_cluster(cpus: int):
     """A local Ray cluster in its own process group (stopped by signalling that group only)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay short
     log = Path(temp_dir) / "start.log"
     cluster = subprocess.Popen(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -116,7 +117,8 @@ class Agent(nn.Module, ABC):
     def observe(self, state: PolicyState, reward: torch.Tensor) -> PolicyState:
         """The policy state after the env answered :meth:`act`'s actions with ``reward`` (N,)
         (e.g. a decision transformer lowers its target return by it). Whoever steps an env
-        calls it after each step, under ``torch.inference_mode``; unchanged by default."""
+        calls it after each step, under ``torch.inference_mode``, through
+        :func:`reward_observer`; unchanged by default."""
         return state
 
     def predict(
@@ -178,6 +180,10 @@ class Agent(nn.Module, ABC):
         """The buffer the trainer fills with this agent's transitions (online agents)."""
         raise TypeError(f"{type(self).__name__} learns from a dataset and has no online buffer")
 
+    def model_size(self) -> str:
+        """The model's size for the run's start line: its parameter count by default."""
+        return f"{sum(p.numel() for p in self.parameters()):,} parameters"
+
     def eval_media(self, buffer: Buffer) -> dict[str, torch.Tensor]:
         """Videos to show at every evaluation, {name: uint8 (T, H, W, C) with C = 1 or 3}
         (e.g. a world model's open-loop predictions on ``buffer``, the trainer's buffer or
@@ -235,6 +241,14 @@ class Agent(nn.Module, ABC):
         with atomic_write(path) as f:
             f.write(to_bytes(weights, metadata={"deeprl": json.dumps(header)}))
         return path
+
+
+def reward_observer(policy: Any) -> Callable[[PolicyState, torch.Tensor], PolicyState] | None:
+    """``policy.observe`` when the policy overrides :meth:`Agent.observe`, else None. Whoever
+    steps an env decides once and skips the per-step call for policies that only act (a plain
+    module with ``initial_state`` and ``act`` included)."""
+    observe = getattr(type(policy), "observe", None)
+    return None if observe is None or observe is Agent.observe else policy.observe
 
 
 def _plain(config: Any) -> Any:

@@ -51,6 +51,7 @@ from torch import nn
 from torch.func import functional_call
 
 from deeprl.config import option
+from deeprl.errors import UserError
 from deeprl.nets.distributions import categorical_sample, gaussian_entropy, gaussian_log_prob
 from deeprl.nets.functional import polyak_update
 from deeprl.nets.heads import ValueHead, make_value_head
@@ -330,7 +331,8 @@ class ImaginationActorCritic(nn.Module):
         if cfg.optimizer == "laprop":
             self.optimizer = LaProp(groups, eps=cfg.eps, warmup=cfg.warmup)
         elif cfg.warmup:
-            raise ValueError(f"imagination.warmup={cfg.warmup} needs optimizer=laprop")
+            raise UserError(f"agent.imagination.warmup={cfg.warmup} is LaProp's warm-up: set "
+                            f"agent.imagination.optimizer=laprop or agent.imagination.warmup=0")
         else:
             self.optimizer = torch.optim.Adam(groups, eps=cfg.eps)
 

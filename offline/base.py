@@ -10,7 +10,8 @@ state statistics are computed from the dataset at the first update and saved wit
 so a resumed run or a loaded agent file acts exactly as the trained one.
 
 Subclasses implement :meth:`OfflineAgent.policy` (normalised obs -> normalised action) and
-:meth:`OfflineAgent.train_step` (one gradient update on a batch from :meth:`OfflineAgent.batch`).
+:meth:`OfflineAgent.train_step` (one gradient update on a batch from :meth:`OfflineAgent.batch`,
+each optimizer stepped with :meth:`OfflineAgent.optimize`).
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ class OfflineAgent(Agent):
             "reward": data["reward"].float(),
             "mask": 1.0 - data["terminated"].float(),
         }
+
+    def optimize(self, name: str, loss: torch.Tensor) -> None:
+        """One gradient step of ``self.optimizers[name]`` on the scalar ``loss``."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
     # ---- the agent interface ------------------------------------------------------------------
     @abstractmethod

@@ -60,7 +60,5 @@ class BC(OfflineAgent):
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         losses = bc_loss(self.actor(batch["obs"]), batch["action"])
-        self.optimizers["actor"].zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        self.optimizers["actor"].step()
+        self.optimize("actor", losses["loss"])
         return {"actor_loss": losses["loss"].detach()}

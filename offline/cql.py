@@ -127,29 +127,20 @@ class CQL(OfflineAgent):
     def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.actor.act(obs, deterministic)
 
-    def _q_values(self, critic: TwinQ, obs: torch.Tensor, action: torch.Tensor):
-        """Both critics' values (...,) at (obs, action) with any leading dims."""
-        q1, q2 = critic(obs, action)
-        return self.head.value(q1), self.head.value(q2)
-
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, head = self.config, self.head
         obs, action, next_obs = batch["obs"], batch["action"], batch["next_obs"]
         n = cfg.cql_n_actions
 
         new_action, log_pi = self.actor(obs)
-        if cfg.autotune:
-            alpha_loss = -(self.log_alpha * (log_pi.detach() + self.target_entropy)).mean()
-            alpha = self.log_alpha.exp().detach() * cfg.alpha_multiplier
-        else:
-            alpha = torch.tensor(cfg.alpha_multiplier, device=obs.device)
-        actor_loss = (alpha * log_pi - torch.minimum(*self._q_values(self.critic, obs, new_action))
-                      ).mean()
+        # without autotune log_alpha stays 0, so alpha is the multiplier itself
+        alpha = self.log_alpha.exp().detach() * cfg.alpha_multiplier
+        actor_loss = (alpha * log_pi - self.critic.min_value(obs, new_action, head)).mean()
 
         with torch.no_grad():
             next_action, _ = self.actor(next_obs)
-            target = batch["reward"] + cfg.gamma * batch["mask"] * torch.minimum(
-                *self._q_values(self.critic_target, next_obs, next_action)
+            target = batch["reward"] + cfg.gamma * batch["mask"] * (
+                self.critic_target.min_value(next_obs, next_action, head)
             )
             repeated = obs.unsqueeze(1).expand(-1, n, -1)
             next_repeated = next_obs.unsqueeze(1).expand(-1, n, -1)
@@ -158,9 +149,9 @@ class CQL(OfflineAgent):
             cur_action, log_pi_cur = self.actor(repeated)
             next_sampled, log_pi_next = self.actor(next_repeated)
         q1, q2 = self.critic(obs, action)
-        q_rand = self._q_values(self.critic, repeated, rand_action)
-        q_cur = self._q_values(self.critic, repeated, cur_action)
-        q_next = self._q_values(self.critic, repeated, next_sampled)
+        q_rand = self.critic.values(repeated, rand_action, head)
+        q_cur = self.critic.values(repeated, cur_action, head)
+        q_next = self.critic.values(repeated, next_sampled, head)
         critic_loss = obs.new_zeros(())
         gaps = []
         for i, logits in enumerate((q1, q2)):
@@ -173,15 +164,10 @@ class CQL(OfflineAgent):
             gaps.append(gap["loss"].detach())
 
         if cfg.autotune:
-            self.optimizers["alpha"].zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.optimizers["alpha"].step()
-        self.optimizers["actor"].zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.optimizers["actor"].step()
-        self.optimizers["critic"].zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.optimizers["critic"].step()
+            alpha_loss = -(self.log_alpha * (log_pi.detach() + self.target_entropy)).mean()
+            self.optimize("alpha", alpha_loss)
+        self.optimize("actor", actor_loss)
+        self.optimize("critic", critic_loss)
         polyak_update(self.critic_target, self.critic, cfg.tau)
         return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
                 "cql_gap": (gaps[0] + gaps[1]) / 2, "alpha": alpha,

@@ -44,8 +44,8 @@ from deeprl.offline.data import (
     action_box,
     check_file,
     check_lengths,
+    dataset_normalizer,
     observation_box,
-    reference_normalizer,
     to_offline_dataset,
 )
 
@@ -306,7 +306,13 @@ def load_d4rl(config: D4RLConfig, device: torch.device) -> OfflineDataset:
     if limit is None and dataset_id and named_env(dataset_id):
         limit = GYM_MAX_EPISODE_STEPS
     transitions, metadata = read_d4rl(path, max_episode_steps=limit, infos=config.infos)
-    normalizer = _normalizer(config, metadata, dataset_id, path)
+    normalizer = dataset_normalizer(
+        (config.ref_min_score, config.ref_max_score),
+        (metadata.get("ref_min_score"), metadata.get("ref_max_score")),
+        str(path),
+    )
+    if normalizer is None and dataset_id:
+        normalizer = d4rl_reference(dataset_id)
     spec = EnvSpec(
         id=dataset_id or path.name,
         observation_space=observation_box(transitions["obs"]),
@@ -319,18 +325,6 @@ def load_d4rl(config: D4RLConfig, device: torch.device) -> OfflineDataset:
     return to_offline_dataset(
         transitions, spec, device, env, normalizer, dataset_id or str(path), metadata.get("env")
     )
-
-
-def _normalizer(config: D4RLConfig, metadata: dict, dataset_id: str | None, path: Path):
-    given = (config.ref_min_score, config.ref_max_score)
-    if given != (None, None):
-        return reference_normalizer(*given, "the dataset config")
-    stored = (metadata.get("ref_min_score"), metadata.get("ref_max_score"))
-    if stored != (None, None):
-        return reference_normalizer(*stored, str(path))
-    if dataset_id:
-        return d4rl_reference(dataset_id)
-    return None
 
 
 register_dataset("d4rl", load_d4rl, D4RLConfig)

@@ -64,6 +64,18 @@ def reference_normalizer(
     return Affine(ref_min, ref_max, 100.0)
 
 
+def dataset_normalizer(
+    config: tuple[float | None, float | None],
+    stored: tuple[float | None, float | None],
+    source: str,
+) -> Affine | None:
+    """The normalizer of the config's (ref_min, ref_max) when it gives either, else of the ones
+    ``source`` (the data, named in messages) stores; None when neither has any."""
+    if config != (None, None):
+        return reference_normalizer(*config, "the dataset config")
+    return reference_normalizer(*stored, source)
+
+
 def check_lengths(arrays: dict[str, np.ndarray], source: str) -> int:
     """The common length L of ``arrays``.
 

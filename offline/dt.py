@@ -20,11 +20,11 @@ forward pass at a step is the training forward pass over the window the state ho
 and training run the same model on the same layout.
 
 Backbones (``backbone``): ``transformer`` (pre-norm, RoPE), ``mamba2`` or ``gru``, built with
-``embed_dim``/``n_layers`` (``n_heads`` is the transformer's). The first real token of a window
-is marked as an episode start, so the transformer masks the padding before it and the recurrent
-cores start from their initial state there. A recurrent core also re-reads the K-step window at
-every acting step (instead of carrying its state through the episode) so it sees at test time
-exactly the context length it was trained on.
+``embed_dim``/``n_layers`` (``n_heads`` is the transformer's). Each window runs with its real
+tokens first (rolled left past its padding, outputs rolled back), so every backbone starts the
+episode from its initial state and no real token reads the padding. A recurrent core also
+re-reads the K-step window at every acting step (instead of carrying its state through the
+episode) so it sees at test time exactly the context length it was trained on.
 
 Defaults: CORL ``dt.py`` ``TrainConfig``: embed 128, 3 layers, 1 head, context K = 20, dropout
 0.1, AdamW lr 1e-4, betas (0.9, 0.999), weight decay 1e-4, grad-norm clip 0.25, linear warm-up
@@ -161,14 +161,18 @@ class DT(OfflineAgent):
         time = self.embed_timestep(window["timestep"].clamp(max=self.config.max_timestep - 1))
         tokens = torch.stack([x + time for x in self.step_tokens(window)], dim=2)  # (B, K, P, d)
         batch, k, per_step, d = tokens.shape
-        x = self.embed_dropout(self.embed_norm(tokens.view(batch, k * per_step, d)))
-        # The episode starts at the first real step's first token: nothing before it is read.
-        first = k - window["mask"].sum(1, keepdim=True)  # (B, 1)
-        reset = torch.zeros(batch, k, per_step, dtype=torch.bool, device=x.device)
-        reset[:, :, 0] = torch.arange(k, device=x.device) == first
-        reset = reset.view(batch, k * per_step)
-        y, _ = self.backbone(x, reset=reset)
-        return y.view(batch, k, per_step, d)
+        length = k * per_step
+        x = self.embed_dropout(self.embed_norm(tokens.view(batch, length, d)))
+        # Each window is rolled left so that its first real token comes first: every backbone
+        # then starts the episode from its initial state with no reset inside the sequence (one
+        # call for the whole batch; a GRU would otherwise be cut at every distinct padding
+        # length), and the padding, now after the real tokens, is never read by them.
+        padding = (k - window["mask"].sum(1, keepdim=True)) * per_step  # (B, 1) tokens
+        position = torch.arange(length, device=x.device)
+        read = ((position + padding) % length).unsqueeze(-1).expand(-1, -1, d)
+        y, _ = self.backbone(x.gather(1, read))
+        back = ((position - padding) % length).unsqueeze(-1).expand(-1, -1, d)
+        return y.gather(1, back).view(batch, k, per_step, d)
 
     def predict_actions(self, hidden: torch.Tensor) -> torch.Tensor:
         """a_hat (B, K, act_dim) in [-1, 1] from the outputs at the state tokens."""

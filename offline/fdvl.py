@@ -27,7 +27,6 @@ LayerNorm in V, twin critics, cosine-decayed actor lr; states standardised as in
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -35,13 +34,9 @@ import torch.nn.functional as F
 
 from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
-from deeprl.nets.actors import GaussianActor
-from deeprl.nets.critics import TwinQ, ValueNetwork
 from deeprl.nets.functional import polyak_update
-from deeprl.nets.heads import ScalarHead, ValueHeadConfig, make_value_head
-from deeprl.nets.schedules import cosine_schedule
-from deeprl.offline.base import OfflineAgent
-from deeprl.offline.iql import awr_actor_loss
+from deeprl.nets.heads import ScalarHead, ValueHeadConfig
+from deeprl.offline.iql import AWRValueAgent
 from deeprl.offline.xql import gumbel_loss
 
 DIVERGENCES = ("chi_square", "total_variation", "reverse_kl")
@@ -92,7 +87,7 @@ def dvl_q_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor) -> dict
     return {"loss": loss}
 
 
-class FDVL(OfflineAgent):
+class FDVL(AWRValueAgent):
     """f-DVL with twin critics, a value network without target, and a Gaussian AWR policy."""
 
     Config = FDVLConfig
@@ -107,56 +102,32 @@ class FDVL(OfflineAgent):
         total_steps: int | None = None,
     ) -> None:
         super().__init__(spec, num_envs, device, total_steps)
-        self.config = cfg = config or FDVLConfig()
-        self.head = make_value_head(**vars(cfg.critic))
-        n = self.head.num_outputs
-        self.actor = GaussianActor(self.obs_dim, self.act_dim, cfg.hidden_sizes)
-        self.critic = TwinQ(self.obs_dim, self.act_dim, cfg.hidden_sizes, n)
-        self.critic_target = copy.deepcopy(self.critic)
-        self.value = ValueNetwork(self.obs_dim, cfg.hidden_sizes, n, cfg.value_layer_norm)
-        self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr)
-        self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.v_lr)
-
-    def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        return self.actor.act(obs, deterministic)
-
-    def _target_q(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        q1, q2 = self.critic_target(obs, action)
-        return torch.minimum(self.head.value(q1), self.head.value(q2))
+        self.config = config or FDVLConfig()
+        self.build_nets(value_layer_norm=self.config.value_layer_norm)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, head = self.config, self.head
         obs, action = batch["obs"], batch["action"]
         with torch.no_grad():
-            target_q = self._target_q(obs, action)
+            target_q = self.critic_target.min_value(obs, action, head)
             v_obs, v_q = obs, target_q
             if cfg.sample_random_times > 0:
                 repeated = obs.repeat(cfg.sample_random_times, 1)
                 uniform = torch.empty(repeated.shape[0], self.act_dim, device=obs.device)
                 uniform.uniform_(-1.0, 1.0)
                 v_obs = torch.cat([obs, repeated])
-                v_q = torch.cat([target_q, self._target_q(repeated, uniform)])
+                v_q = torch.cat([target_q, self.critic_target.min_value(repeated, uniform, head)])
 
         # (1) V on the target critics
         v_loss = fdvl_value_loss(v_q - head.value(self.value(v_obs)), cfg.f, cfg.temp,
                                  cfg.max_clip)["loss"]
-        self.optimizers["value"].zero_grad(set_to_none=True)
-        v_loss.backward()
-        self.optimizers["value"].step()
+        self.optimize("value", v_loss)
 
         # (2) AWR actor with the target critics and the new V
         with torch.no_grad():
             v = head.value(self.value(obs))
             next_v = head.value(self.value(batch["next_obs"]))
-        actor = awr_actor_loss(self.actor.log_prob(obs, action), target_q - v, cfg.temperature)
-        optimizer = self.optimizers["actor"]
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_schedule(cfg.actor_lr, self.total_steps or 0, self.grad_steps)
-        optimizer.zero_grad(set_to_none=True)
-        actor["loss"].backward()
-        optimizer.step()
+        actor = self.awr_actor_step(obs, action, target_q - v, cfg.temperature)
 
         # (3) Q toward r + gamma V_new(s') (no target V), (4) Polyak
         target = batch["reward"] + cfg.gamma * batch["mask"] * next_v
@@ -165,9 +136,7 @@ class FDVL(OfflineAgent):
             q_loss = dvl_q_loss(head.value(q1), head.value(q2), target)["loss"]
         else:
             q_loss = head.loss(q1, target).mean() + head.loss(q2, target).mean()
-        self.optimizers["critic"].zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.optimizers["critic"].step()
+        self.optimize("critic", q_loss)
         polyak_update(self.critic_target, self.critic, cfg.tau)
         return {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(),
                 "actor_loss": actor["loss"].detach(), "adv_weight": actor["weight"],

@@ -13,6 +13,8 @@ then V, Q, the Polyak update (tau), then the actor with a cosine-decayed learnin
 policy is a Gaussian with mean tanh(f(s)) and a state-independent log-std.
 Defaults are CORL's ``TrainConfig``: expectile 0.7, beta 3.0, lr 3e-4 (actor, Q, V), batch 256,
 gamma 0.99, tau 0.005, 256x256 ReLU MLPs, states standardised.
+The networks and the AWR actor step live in :class:`AWRValueAgent`, which XQL, f-DVL and ReCOIL
+build on too.
 """
 
 from __future__ import annotations
@@ -71,7 +73,45 @@ def awr_actor_loss(
     return {"loss": -(weight * log_prob).mean(), "weight": weight.mean()}
 
 
-class IQL(OfflineAgent):
+class AWRValueAgent(OfflineAgent):
+    """What IQL, XQL, f-DVL and ReCOIL share: twin critics with Polyak targets, a state value V
+    (no target), a :class:`GaussianActor` trained by AWR with a cosine-decayed learning rate.
+    Their ``train_step`` differ in V's loss, Q's loss and the order of the three updates."""
+
+    def build_nets(self, tanh_mean: bool = True, value_layer_norm: bool = False) -> None:
+        """The networks and their Adam optimizers (``config.actor_lr``, ``q_lr``, ``v_lr``); Q's
+        and V's outputs are ``config.critic``'s value head."""
+        cfg = self.config
+        self.head = make_value_head(**vars(cfg.critic))
+        n = self.head.num_outputs
+        self.actor = GaussianActor(self.obs_dim, self.act_dim, cfg.hidden_sizes,
+                                   tanh_mean=tanh_mean)
+        self.critic = TwinQ(self.obs_dim, self.act_dim, cfg.hidden_sizes, n)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.value = ValueNetwork(self.obs_dim, cfg.hidden_sizes, n, value_layer_norm)
+        self.to(self.device)
+        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr)
+        self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.v_lr)
+
+    def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.actor.act(obs, deterministic)
+
+    def awr_actor_step(
+        self, obs: torch.Tensor, action: torch.Tensor, advantage: torch.Tensor, beta: float
+    ) -> dict[str, torch.Tensor]:
+        """One actor update on :func:`awr_actor_loss` (obs (B, obs_dim), action (B, act_dim),
+        advantage (B,)) at the learning rate ``config.actor_lr`` cosine-decayed over the run's
+        ``total_steps``; returns the loss's terms."""
+        lr = cosine_schedule(self.config.actor_lr, self.total_steps or 0, self.grad_steps)
+        for group in self.optimizers["actor"].param_groups:
+            group["lr"] = lr
+        terms = awr_actor_loss(self.actor.log_prob(obs, action), advantage, beta)
+        self.optimize("actor", terms["loss"])
+        return terms
+
+
+class IQL(AWRValueAgent):
     """Implicit Q-Learning with a Gaussian AWR policy."""
 
     Config = IQLConfig
@@ -86,49 +126,27 @@ class IQL(OfflineAgent):
         total_steps: int | None = None,
     ) -> None:
         super().__init__(spec, num_envs, device, total_steps)
-        self.config = cfg = config or IQLConfig()
-        self.head = make_value_head(**vars(cfg.critic))
-        n = self.head.num_outputs
-        self.actor = GaussianActor(self.obs_dim, self.act_dim, cfg.hidden_sizes)
-        self.critic = TwinQ(self.obs_dim, self.act_dim, cfg.hidden_sizes, n)
-        self.critic_target = copy.deepcopy(self.critic)
-        self.value = ValueNetwork(self.obs_dim, cfg.hidden_sizes, n)
-        self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr)
-        self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.v_lr)
-
-    def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        return self.actor.act(obs, deterministic)
+        self.config = config or IQLConfig()
+        self.build_nets()
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, head = self.config, self.head
         obs, action = batch["obs"], batch["action"]
         with torch.no_grad():
             next_v = head.value(self.value(batch["next_obs"]))
-            target_q = torch.minimum(*(head.value(q) for q in self.critic_target(obs, action)))
+            target_q = self.critic_target.min_value(obs, action, head)
 
         advantage = target_q - head.value(self.value(obs))
         v_loss = expectile_loss(advantage, cfg.expectile)["loss"]
-        self.optimizers["value"].zero_grad(set_to_none=True)
-        v_loss.backward()
-        self.optimizers["value"].step()
+        self.optimize("value", v_loss)
 
         target = batch["reward"] + cfg.gamma * batch["mask"] * next_v
         q1, q2 = self.critic(obs, action)
         q_loss = (head.loss(q1, target).mean() + head.loss(q2, target).mean()) / 2
-        self.optimizers["critic"].zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.optimizers["critic"].step()
+        self.optimize("critic", q_loss)
         polyak_update(self.critic_target, self.critic, cfg.tau)
 
-        actor = awr_actor_loss(self.actor.log_prob(obs, action), advantage, cfg.beta)
-        optimizer = self.optimizers["actor"]
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_schedule(cfg.actor_lr, self.total_steps or 0, self.grad_steps)
-        optimizer.zero_grad(set_to_none=True)
-        actor["loss"].backward()
-        optimizer.step()
+        actor = self.awr_actor_step(obs, action, advantage, cfg.beta)
         return {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(),
                 "actor_loss": actor["loss"].detach(), "adv_weight": actor["weight"].detach(),
                 "q_target": target_q.mean()}

@@ -34,8 +34,8 @@ from deeprl.errors import UserError
 from deeprl.offline.data import (
     action_box,
     check_lengths,
+    dataset_normalizer,
     observation_box,
-    reference_normalizer,
     to_offline_dataset,
 )
 
@@ -268,12 +268,11 @@ def load_minari(config: MinariConfig, device: torch.device) -> OfflineDataset:
     transitions, metadata = read_minari(dataset)
     if not config.infos:
         transitions = {k: v for k, v in transitions.items() if not k.startswith("infos/")}
-    given = (config.ref_min_score, config.ref_max_score)
-    if given != (None, None):
-        normalizer = reference_normalizer(*given, "the dataset config")
-    else:
-        stored = (metadata.get("ref_min_score"), metadata.get("ref_max_score"))
-        normalizer = reference_normalizer(*stored, f"Minari dataset {config.id!r}")
+    normalizer = dataset_normalizer(
+        (config.ref_min_score, config.ref_max_score),
+        (metadata.get("ref_min_score"), metadata.get("ref_max_score")),
+        f"Minari dataset {config.id!r}",
+    )
     env_spec = dataset.env_spec
     spec = EnvSpec(
         id=config.id,

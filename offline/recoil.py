@@ -29,7 +29,6 @@ diverges), max_clip 7, AWR temperature 3, batch 1024 from each set, lr 3e-4, gam
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,13 +40,9 @@ from deeprl.buffers.replay import ReplayBuffer
 from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
 from deeprl.errors import UserError
-from deeprl.nets.actors import GaussianActor
-from deeprl.nets.critics import TwinQ, ValueNetwork
 from deeprl.nets.functional import polyak_update
-from deeprl.nets.heads import ValueHeadConfig, make_value_head
-from deeprl.nets.schedules import cosine_schedule
-from deeprl.offline.base import OfflineAgent
-from deeprl.offline.iql import awr_actor_loss
+from deeprl.nets.heads import ValueHeadConfig
+from deeprl.offline.iql import AWRValueAgent
 from deeprl.offline.xql import gumbel_loss
 
 EXPERT_Q = 200.0  # the bounded target of expert state-actions
@@ -114,7 +109,7 @@ def first_transitions(buffer: Buffer, count: int) -> ReplayBuffer:
     return ReplayBuffer.from_arrays({k: buffer.data[k][:n] for k in keys}, device=buffer.device)
 
 
-class ReCOIL(OfflineAgent):
+class ReCOIL(AWRValueAgent):
     """ReCOIL: imitation from expert and suboptimal transitions without rewards."""
 
     Config = ReCOILConfig
@@ -129,17 +124,8 @@ class ReCOIL(OfflineAgent):
         total_steps: int | None = None,
     ) -> None:
         super().__init__(spec, num_envs, device, total_steps)
-        self.config = cfg = config or ReCOILConfig()
-        self.head = make_value_head(**vars(cfg.critic))
-        n = self.head.num_outputs
-        self.actor = GaussianActor(self.obs_dim, self.act_dim, cfg.hidden_sizes, tanh_mean=False)
-        self.critic = TwinQ(self.obs_dim, self.act_dim, cfg.hidden_sizes, n)
-        self.critic_target = copy.deepcopy(self.critic)
-        self.value = ValueNetwork(self.obs_dim, cfg.hidden_sizes, n)
-        self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr)
-        self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.v_lr)
+        self.config = config or ReCOILConfig()
+        self.build_nets(tanh_mean=False)
         self.expert_buffer: Buffer | None = None  # set by set_expert or read from cfg.expert
 
     def set_expert(self, buffer: Buffer) -> None:
@@ -161,33 +147,22 @@ class ReCOIL(OfflineAgent):
         return {**super().batch(buffer, batch_size), "expert_obs": expert["obs"],
                 "expert_action": expert["action"]}
 
-    def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        return self.actor.act(obs, deterministic)
-
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, head = self.config, self.head
         obs, action = batch["obs"], batch["action"]
         with torch.no_grad():
-            target_q = torch.minimum(*(head.value(q) for q in self.critic_target(obs, action)))
+            target_q = self.critic_target.min_value(obs, action, head)
 
         # (1) V on the suboptimal set
         v_loss = gumbel_loss(target_q - head.value(self.value(obs)), cfg.temp,
                              cfg.max_clip)["loss"]
-        self.optimizers["value"].zero_grad(set_to_none=True)
-        v_loss.backward()
-        self.optimizers["value"].step()
+        self.optimize("value", v_loss)
 
         # (2) AWR actor on the suboptimal set with the new V
         with torch.no_grad():
             v = head.value(self.value(obs))
             next_v = head.value(self.value(batch["next_obs"]))
-        actor = awr_actor_loss(self.actor.log_prob(obs, action), target_q - v, cfg.temperature)
-        optimizer = self.optimizers["actor"]
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_schedule(cfg.actor_lr, self.total_steps or 0, self.grad_steps)
-        optimizer.zero_grad(set_to_none=True)
-        actor["loss"].backward()
-        optimizer.step()
+        actor = self.awr_actor_step(obs, action, target_q - v, cfg.temperature)
 
         # (3) Q: expert state-actions to 200, suboptimal ones to the reward-free backup
         expert_q = self.critic(batch["expert_obs"], batch["expert_action"])
@@ -195,9 +170,7 @@ class ReCOIL(OfflineAgent):
         terms = [recoil_q_loss(e, s, next_v, batch["mask"], cfg.gamma, head.loss)
                  for e, s in zip(expert_q, suboptimal_q, strict=True)]
         q_loss = terms[0]["loss"] + terms[1]["loss"]
-        self.optimizers["critic"].zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.optimizers["critic"].step()
+        self.optimize("critic", q_loss)
         polyak_update(self.critic_target, self.critic, cfg.tau)
         return {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(),
                 "actor_loss": actor["loss"].detach(), "adv_weight": actor["weight"],

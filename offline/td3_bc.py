@@ -111,23 +111,18 @@ class TD3BC(OfflineAgent):
                 -cfg.noise_clip, cfg.noise_clip
             )
             next_action = (self.actor_target(batch["next_obs"]) + noise).clamp(-1.0, 1.0)
-            next_q1, next_q2 = self.critic_target(batch["next_obs"], next_action)
-            target = td3_target(batch["reward"], batch["mask"], head.value(next_q1),
-                                head.value(next_q2), cfg.gamma)
+            next_q1, next_q2 = self.critic_target.values(batch["next_obs"], next_action, head)
+            target = td3_target(batch["reward"], batch["mask"], next_q1, next_q2, cfg.gamma)
         q1, q2 = self.critic(obs, action)
         critic_loss = head.loss(q1, target).mean() + head.loss(q2, target).mean()
-        self.optimizers["critic"].zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.optimizers["critic"].step()
+        self.optimize("critic", critic_loss)
         metrics = {"critic_loss": critic_loss.detach(), "q1": head.value(q1.detach()).mean()}
 
         # grad_steps counts finished updates: this is update grad_steps + 1.
         if (self.grad_steps + 1) % cfg.policy_freq == 0:
             pi = self.actor(obs)
             losses = td3_bc_actor_loss(head.value(self.critic.q1(obs, pi)), pi, action, cfg.alpha)
-            self.optimizers["actor"].zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            self.optimizers["actor"].step()
+            self.optimize("actor", losses["loss"])
             polyak_update(self.critic_target, self.critic, cfg.tau)
             polyak_update(self.actor_target, self.actor, cfg.tau)
             metrics.update(actor_loss=losses["loss"].detach(), bc_loss=losses["bc"].detach(),

@@ -101,7 +101,7 @@ class WindowSampler:
             "timestep": self.timestep[t, env],
         }
         if with_next_obs:
-            batch["next_obs"] = next_observations(buffer, t.reshape(-1), env.reshape(-1)).view(
+            batch["next_obs"] = buffer.next_frame(t.reshape(-1), env.reshape(-1)).view(
                 *t.shape, *data["obs"].shape[2:]
             )
         for key, value in batch.items():
@@ -109,13 +109,6 @@ class WindowSampler:
             batch[key] = torch.where(keep, value, torch.zeros_like(value))
         batch["mask"] = mask
         return batch
-
-
-def next_observations(buffer: ReplayBuffer, t: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-    """The observation after time slots ``t`` (B,) of envs ``env`` (B,), in either replay layout."""
-    if buffer.store_next_obs:
-        return buffer.data["next_obs"][t, env]
-    return buffer._next_frame(t, env)
 
 
 def _episode_sums(

@@ -20,20 +20,15 @@ Defaults follow the authors' D4RL runs: beta 2 (halfcheetah; hopper-medium 5, wa
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import torch
 
 from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
-from deeprl.nets.actors import GaussianActor
-from deeprl.nets.critics import TwinQ, ValueNetwork
 from deeprl.nets.functional import polyak_update
-from deeprl.nets.heads import ValueHeadConfig, make_value_head
-from deeprl.nets.schedules import cosine_schedule
-from deeprl.offline.base import OfflineAgent
-from deeprl.offline.iql import awr_actor_loss
+from deeprl.nets.heads import ValueHeadConfig
+from deeprl.offline.iql import AWRValueAgent
 
 
 @dataclass
@@ -71,7 +66,7 @@ def gumbel_loss(
     return {"loss": loss.mean(), "z_max": m}
 
 
-class XQL(OfflineAgent):
+class XQL(AWRValueAgent):
     """Extreme Q-Learning (XQL-offline) with a Gaussian AWR policy."""
 
     Config = XQLConfig
@@ -86,52 +81,30 @@ class XQL(OfflineAgent):
         total_steps: int | None = None,
     ) -> None:
         super().__init__(spec, num_envs, device, total_steps)
-        self.config = cfg = config or XQLConfig()
-        self.head = make_value_head(**vars(cfg.critic))
-        n = self.head.num_outputs
-        self.actor = GaussianActor(self.obs_dim, self.act_dim, cfg.hidden_sizes)
-        self.critic = TwinQ(self.obs_dim, self.act_dim, cfg.hidden_sizes, n)
-        self.critic_target = copy.deepcopy(self.critic)
-        self.value = ValueNetwork(self.obs_dim, cfg.hidden_sizes, n, cfg.value_layer_norm)
-        self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr)
-        self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.v_lr)
-
-    def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        return self.actor.act(obs, deterministic)
+        self.config = config or XQLConfig()
+        self.build_nets(value_layer_norm=self.config.value_layer_norm)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, head = self.config, self.head
         obs, action = batch["obs"], batch["action"]
         with torch.no_grad():
-            target_q = torch.minimum(*(head.value(q) for q in self.critic_target(obs, action)))
+            target_q = self.critic_target.min_value(obs, action, head)
 
         # (1) V by Gumbel regression on the target critics
         v_terms = gumbel_loss(target_q - head.value(self.value(obs)), cfg.beta, cfg.max_clip)
-        self.optimizers["value"].zero_grad(set_to_none=True)
-        v_terms["loss"].backward()
-        self.optimizers["value"].step()
+        self.optimize("value", v_terms["loss"])
 
         # (2) AWR actor with the new V
         with torch.no_grad():
             v = head.value(self.value(obs))
             next_v = head.value(self.value(batch["next_obs"]))
-        actor = awr_actor_loss(self.actor.log_prob(obs, action), target_q - v, cfg.temperature)
-        optimizer = self.optimizers["actor"]
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_schedule(cfg.actor_lr, self.total_steps or 0, self.grad_steps)
-        optimizer.zero_grad(set_to_none=True)
-        actor["loss"].backward()
-        optimizer.step()
+        actor = self.awr_actor_step(obs, action, target_q - v, cfg.temperature)
 
         # (3) Q toward r + gamma V_new(s'), (4) Polyak
         target = batch["reward"] + cfg.gamma * batch["mask"] * next_v
         q1, q2 = self.critic(obs, action)
         q_loss = head.loss(q1, target).mean() + head.loss(q2, target).mean()
-        self.optimizers["critic"].zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.optimizers["critic"].step()
+        self.optimize("critic", q_loss)
         polyak_update(self.critic_target, self.critic, cfg.tau)
         return {"v_loss": v_terms["loss"].detach(), "q_loss": q_loss.detach(),
                 "actor_loss": actor["loss"].detach(), "adv_weight": actor["weight"],

@@ -57,6 +57,26 @@ def interrupt_run(args: list[str], run_dir: Path, cwd: Path, after_lines: int = 
     return stderr
 
 
+def assert_resume_equal(args: list[str], tmp_path: Path, total_steps: int,
+                        after_lines: int = 4) -> Path:
+    """Run ``args`` to the end in ``tmp_path/reference``, and again in ``tmp_path/interrupted``
+    stopped by SIGTERM before ``total_steps`` and resumed; assert both runs wrote the same
+    ``metrics.jsonl`` and ``eval.json``. Returns the reference run's directory."""
+    reference = tmp_path / "reference"
+    proc = run_cli(f"hydra.run.dir={reference}", *args, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / "interrupted"
+    interrupt_run(args, run_dir, cwd=tmp_path, after_lines=after_lines)
+    assert read_jsonl(run_dir / "metrics.jsonl")[-1]["step"] < total_steps
+    proc = run_cli(f"resume={run_dir}", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (run_dir / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
+    assert json.loads((run_dir / "eval.json").read_text()) == json.loads(
+        (reference / "eval.json").read_text()
+    )
+    return reference
+
+
 def random_rollout(env, seed: int, steps: int):
     """Reset ``env`` with ``seed`` and take ``steps`` seeded random actions.
 

@@ -4,7 +4,6 @@ every rank after every update, SIGTERM and resume, torchrun, and refused world s
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -17,13 +16,8 @@ from safetensors.torch import load_file, save_file
 from conftest import _cli_env, interrupt_run, read_jsonl, run_cli
 from deeprl.config import compose
 from deeprl.train.cli import main
+from deeprl.train.distributed import free_port
 from deeprl.train.trainer import Trainer
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _train_recording(rank: int, cfg, run_dir: str, address: str, out: str) -> None:
@@ -52,7 +46,7 @@ def test_ranks_hold_identical_weights_after_every_update(tmp_path):
                    "train.checkpoint_every=0", "train.eval_episodes=2", "train.progress=false"])
     # fork: the ranks start without importing torch again (the CLI's processes are spawned).
     mp.start_processes(_train_recording, nprocs=2, start_method="fork",
-                       args=(cfg, str(tmp_path / "run"), f"tcp://127.0.0.1:{_free_port()}",
+                       args=(cfg, str(tmp_path / "run"), f"tcp://127.0.0.1:{free_port()}",
                              str(tmp_path)))
     ranks = [load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1)]
     # 32 env copies x 16 steps per update, split 16/16: 2048 steps are 4 updates.

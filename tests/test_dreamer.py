@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 
 import deeprl
-from conftest import interrupt_run, read_jsonl, run_cli
+from conftest import assert_resume_equal, read_jsonl, run_cli
 from deeprl.agents import Dreamer
 from deeprl.config import make_config
 from deeprl.envs import make_env
@@ -157,15 +156,4 @@ def test_dreamer_resume_after_sigterm_equals_uninterrupted(tmp_path):
     args = [*TINY_CLI, "agent.train_ratio=8", "env=cartpole", "seed=3",
             "train.total_steps=800", "train.eval_every=400", "train.log_every=100",
             "train.eval_episodes=1", "train.checkpoint_every=0"]
-    reference = tmp_path / "reference"
-    proc = run_cli(f"hydra.run.dir={reference}", *args, cwd=tmp_path, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    run_dir = tmp_path / "interrupted"
-    interrupt_run(args, run_dir, cwd=tmp_path, after_lines=3)
-    assert read_jsonl(run_dir / "metrics.jsonl")[-1]["step"] < 800
-    proc = run_cli(f"resume={run_dir}", cwd=tmp_path, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert (run_dir / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
-    assert json.loads((run_dir / "eval.json").read_text()) == json.loads(
-        (reference / "eval.json").read_text()
-    )
+    assert_resume_equal(args, tmp_path, total_steps=800, after_lines=3)

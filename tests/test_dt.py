@@ -19,7 +19,7 @@ from deeprl.config import make_config
 from deeprl.errors import UserError
 from deeprl.offline.dt import masked_mse
 from deeprl.offline.modt import kmeans, modt_loss
-from deeprl.offline.windows import WindowSampler, next_observations
+from deeprl.offline.windows import WindowSampler
 
 TINY = {"embed_dim": 16, "n_layers": 1, "context": 4, "batch_size": 8, "warmup_steps": 10}
 TINY_CLI = [f"agent.{k}={v}" for k, v in TINY.items()]
@@ -87,7 +87,7 @@ def test_sampled_windows_and_both_replay_layouts():
     full = WindowSampler(hand_built_buffer(), context=3)
     compact = hand_built_buffer(store_next_obs=False)
     t, env = torch.arange(9).repeat(2), torch.arange(2).repeat_interleave(9)
-    assert torch.equal(next_observations(compact, t, env), full.buffer.data["next_obs"][t, env])
+    assert torch.equal(compact.next_frame(t, env), full.buffer.data["next_obs"][t, env])
     w = full.sample(64)
     assert w["obs"].shape == (64, 3, 1) and w["mask"][:, -1].all()
     # Padded positions are zero and never follow a real one.

@@ -96,7 +96,11 @@ def test_d4rl_reader_next_observations_and_limit(tmp_path):
 def test_dataset_d4rl_buffer_scores_and_env(tmp_path):
     data = hand_built()
     path = write_d4rl(tmp_path / "mine.hdf5", data, {"ref_min_score": -5.0, "ref_max_score": 15.0})
+    rng = torch.get_rng_state()
     dataset = load_dataset({"name": "d4rl", "path": str(path)}, CPU)
+    # Loading leaves the global RNG alone: a resumed run reloads the data and replays the same
+    # batches from its checkpointed RNG state.
+    assert torch.equal(torch.get_rng_state(), rng)
     assert dataset.env is None  # a file of one's own is evaluated on env=
     assert dataset.normalizer(15.0) == pytest.approx(100.0)
     assert dataset.normalizer(5.0) == pytest.approx(50.0)
@@ -136,7 +140,9 @@ def test_minari_round_trip(tmp_path):
         np.testing.assert_array_equal(episodes[1].observations[-1], data["next_observations"][8])
         assert stored.storage.metadata["ref_max_score"] == -100.0
         transitions, _ = read_minari(stored)
+        rng = torch.get_rng_state()
         dataset = load_dataset({"name": "minari", "id": "test/pendulum/mine-v0"}, CPU)
+        assert torch.equal(torch.get_rng_state(), rng)  # as for dataset=d4rl
     np.testing.assert_array_equal(transitions["next_obs"], data["next_observations"])
     np.testing.assert_array_equal(np.flatnonzero(transitions["terminated"]), [3, 11])
     np.testing.assert_array_equal(np.flatnonzero(transitions["truncated"]), [8])

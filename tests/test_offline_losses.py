@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from deeprl.nets.schedules import cosine_schedule
 from deeprl.offline.bc import bc_loss
 from deeprl.offline.cql import cql_conservative_loss
 from deeprl.offline.fdvl import dvl_q_loss, fdvl_value_loss
@@ -48,6 +49,14 @@ def test_iql_expectile_and_awr_losses():
     clipped = awr_actor_loss(t(-1.0, -2.0), t(0.0, 2.0), beta=3.0)  # e^6 > 100: clipped
     assert clipped["loss"].item() == pytest.approx((1.0 + 200.0) / 2)
     assert clipped["weight"].item() == pytest.approx(50.5)
+
+
+def test_cosine_actor_learning_rate():
+    # start (1 + cos(pi t / T)) / 2, then 0; a run without a budget keeps the start
+    assert [cosine_schedule(3.0, 100, t) for t in (0, 50, 100, 150)] == pytest.approx(
+        [3.0, 1.5, 0.0, 0.0]
+    )
+    assert cosine_schedule(3.0, 0, 10) == 3.0
 
 
 def test_cql_logsumexp_term():

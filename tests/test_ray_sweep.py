@@ -6,7 +6,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,20 +16,17 @@ import pytest
 
 from conftest import _cli_env, run_cli
 from deeprl.train.cli import main
+from deeprl.train.distributed import free_port
 
-RAY_INSTALLED = importlib.util.find_spec("ray") is not None
+# deeprl[ray]: Ray and Hydra's Ray launcher plugin (the CLI asks for both).
+RAY_INSTALLED = all(importlib.util.find_spec(name) is not None
+                    for name in ("ray", "hydra_plugins.hydra_ray_launcher"))
 
 
 def assert_user_error(proc, fragment: str) -> None:
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("deeprl-train: ") and fragment in last, proc.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _running_jobs(pgid: int) -> list[int]:
@@ -49,7 +45,7 @@ def _running_jobs(pgid: int) -> list[int]:
 @pytest.fixture
 def ray_cluster(tmp_path):
     """A local Ray cluster (`ray start --head`) in its own process group; stopped afterwards."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "ray-start.log"
     # Ray's socket paths must stay under 107 bytes: pytest's tmp_path is too deep for them.
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")

@@ -6,12 +6,19 @@ interface with GRU and transformer baselines (``sequence``). ``make_sequence_mod
 one by config name; the Drama world model will select its sequence model that way.
 DreamerV3's world-model parts (issue 12): the RSSM over any of those cores and its losses
 (``rssm``), encoders, decoders and heads (``dreamer_parts``), open-loop prediction videos
-(``openloop``).
+(``openloop``). Drama's world model (issue 13): Mamba-2 over single-frame latents (``drama``).
 """
 
 if __name__ != "deeprl.worldmodels":  # the folder worldmodels/ is only ever deeprl.worldmodels
     raise ImportError(f"import deeprl.worldmodels, not {__name__!r}")
 
+from deeprl.worldmodels.drama import (
+    DramaConvDecoder,
+    DramaConvEncoder,
+    DramaState,
+    DramaWorldModel,
+    drama_kl_loss,
+)
 from deeprl.worldmodels.dreamer_parts import (
     ContinueHead,
     ConvDecoder,
@@ -52,6 +59,10 @@ __all__ = [
     "ContinueHead",
     "ConvDecoder",
     "ConvEncoder",
+    "DramaConvDecoder",
+    "DramaConvEncoder",
+    "DramaState",
+    "DramaWorldModel",
     "GRUModel",
     "KVCache",
     "KernelUnavailableError",
@@ -70,6 +81,7 @@ __all__ = [
     "ValueMLPHead",
     "VectorDecoder",
     "VectorEncoder",
+    "drama_kl_loss",
     "kl_balance_loss",
     "make_sequence_model",
     "open_loop_video",

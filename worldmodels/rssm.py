@@ -24,8 +24,11 @@ and w only gives h_0 and z_0.
 
 ``observe`` loops over time with ``SequenceModel.step`` even for cores with a parallel
 ``forward``: the core's input at t + 1 contains the posterior sample z_t, which needs h_t and the
-observation at t, so no core can take a whole window at once. The loop is therefore exactly
-``obs_step`` applied L times: same latents for the same sampling noise.
+observation at t, so no core can take a whole window at once. The loop is ``obs_step`` applied L
+times (same latents for the same sampling noise) with the work that does not feed the recurrence
+taken out of it: the observation half W_x x_t of the posterior MLP's first layer
+(``project_embed``) runs on the whole window before the loop, and the prior p(z_t | h_t) on all
+h_t after it (as sheeprl's ``project_observations`` / ``prior_logits``).
 
 Losses (section "World model learning"): prediction losses on decoder, reward and continue, and
 the KL balancing of the dynamics and representation losses with free bits,
@@ -39,6 +42,7 @@ with the KL summed over the 32 latents before the clip, and sg the stop-gradient
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any, NamedTuple
 
 import torch
@@ -133,14 +137,16 @@ class RSSMState(NamedTuple):
 
 class Observed(NamedTuple):
     """``RSSM.observe`` over a window: ``deter`` (B, L, deter), posterior ``stoch`` (B, L, S, K),
-    ``post_logits`` and ``prior_logits`` (B, L, S, K) (unimixed), and the ``last`` state (to
-    continue from or to start imagination)."""
+    ``post_logits`` and ``prior_logits`` (B, L, S, K) (unimixed), the ``last`` state (to
+    continue from or to start imagination) and ``cores``, the core's state after each of the L
+    steps (to start imagination from every step)."""
 
     deter: Tensor
     stoch: Tensor
     post_logits: Tensor
     prior_logits: Tensor
     last: RSSMState
+    cores: tuple[Any, ...] = ()
 
 
 class RSSM(nn.Module):
@@ -228,15 +234,31 @@ class RSSM(nn.Module):
         logits = self._logits(self.prior_net, deter)
         return RSSMState(deter, straight_through_sample(logits, sample), logits, core)
 
+    def project_embed(self, embed: Tensor) -> Tensor:
+        """W_x x: the observation half of the posterior MLP's first layer on embeddings
+        (..., E) -> (..., hidden); independent of h, so a window's runs as one matmul."""
+        return F.linear(embed, self.post_net[0].weight[:, self.deter:])
+
+    def posterior_step(self, state: RSSMState, action: Tensor, projected: Tensor,
+                       is_first: Tensor | None, sample: bool = True) -> RSSMState:
+        """``obs_step`` on a ``project_embed`` output (B, hidden), without the prior."""
+        deter, core = self._advance(state, action, is_first)
+        x = F.linear(deter, self.post_net[0].weight[:, : self.deter]) + projected
+        for layer in islice(self.post_net, 1, None):
+            x = layer(x)
+        logits = unimix(x.unflatten(-1, (self.stoch, self.classes)), self.unimix_ratio)
+        return RSSMState(deter, straight_through_sample(logits, sample), logits, core)
+
+    def prior_logits(self, deter: Tensor) -> Tensor:
+        """Unimixed log-probabilities of p(z_t | h_t): deter (..., deter) -> (..., S, K)."""
+        return self._logits(self.prior_net, deter)
+
     def obs_step(self, state: RSSMState, action: Tensor, embed: Tensor, is_first: Tensor,
                  sample: bool = True) -> tuple[RSSMState, Tensor]:
         """Posterior step: state at t - 1, action a_{t-1} (B, A), embed of x_t (B, E), is_first
         (B,) bool -> (state with z_t drawn from q(z_t | h_t, x_t), prior logits (B, S, K))."""
-        deter, core = self._advance(state, action, is_first)
-        prior_logits = self._logits(self.prior_net, deter)
-        post_logits = self._logits(self.post_net, torch.cat([deter, embed], -1))
-        stoch = straight_through_sample(post_logits, sample)
-        return RSSMState(deter, stoch, post_logits, core), prior_logits
+        state = self.posterior_step(state, action, self.project_embed(embed), is_first, sample)
+        return state, self.prior_logits(state.deter)
 
     def observe(self, embed: Tensor, action: Tensor, is_first: Tensor,
                 state: RSSMState | None = None, sample: bool = True) -> Observed:
@@ -245,13 +267,13 @@ class RSSM(nn.Module):
         the module docstring): equals ``obs_step`` L times with the same noise."""
         if state is None:
             state = self.initial(embed.shape[0])
-        deters, stochs, posts, priors = [], [], [], []
+        projected = self.project_embed(embed)
+        steps = []
         for t in range(embed.shape[1]):
-            state, prior_logits = self.obs_step(state, action[:, t], embed[:, t],
-                                                is_first[:, t], sample)
-            deters.append(state.deter)
-            stochs.append(state.stoch)
-            posts.append(state.logits)
-            priors.append(prior_logits)
-        return Observed(torch.stack(deters, 1), torch.stack(stochs, 1), torch.stack(posts, 1),
-                        torch.stack(priors, 1), state)
+            state = self.posterior_step(state, action[:, t], projected[:, t], is_first[:, t],
+                                        sample)
+            steps.append(state)
+        deter = torch.stack([s.deter for s in steps], 1)
+        return Observed(deter, torch.stack([s.stoch for s in steps], 1),
+                        torch.stack([s.logits for s in steps], 1), self.prior_logits(deter),
+                        state, tuple(s.core for s in steps))

@@ -3,11 +3,18 @@
 from deeprl.buffers.base import Buffer
 from deeprl.buffers.replay import PrioritizedReplayBuffer, ReplayBuffer
 from deeprl.buffers.rollout import RolloutBuffer, generalized_advantage_estimation
-from deeprl.buffers.samplers import PrioritizedSampler, Sampler, UniformSampler, WeightedSampler
+from deeprl.buffers.samplers import (
+    DFSSampler,
+    PrioritizedSampler,
+    Sampler,
+    UniformSampler,
+    WeightedSampler,
+)
 from deeprl.buffers.sum_tree import SumTree
 
 __all__ = [
     "Buffer",
+    "DFSSampler",
     "PrioritizedReplayBuffer",
     "PrioritizedSampler",
     "ReplayBuffer",

@@ -404,8 +404,9 @@ class ReplayBuffer(Buffer):
         self.ends[self._end_rows : self._end_rows + self.num_envs] = next_obs[-1]
 
     # ---- gathering ----------------------------------------------------------------------------
-    def _next_frame(self, t: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-        """Stored ``next_obs`` (B, ...) at time slots ``t`` (B,) of envs ``env`` (B,)."""
+    def next_frame(self, t: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
+        """Stored ``next_obs`` (B, ...) at time slots ``t`` (B,) of envs ``env`` (B,), in either
+        layout (with ``frame_stack`` > 1: its newest frame only)."""
         if self.store_next_obs:
             return self.data["next_obs"][t, env]
         rows = self._end_rows
@@ -424,7 +425,7 @@ class ReplayBuffer(Buffer):
         t-2, ... for ``obs`` and at t, t-1, ... for ``next_obs``, up to the episode's first frame.
         """
         first = self.data["is_first"]
-        frames = [self.data["obs"][t, env] if key == "obs" else self._next_frame(t, env)]
+        frames = [self.data["obs"][t, env] if key == "obs" else self.next_frame(t, env)]
         shift = 0 if key == "obs" else 1
         valid = torch.ones_like(t, dtype=torch.bool)
         index = t  # the oldest frame of the episode so far (what "first" padding repeats)
@@ -450,7 +451,7 @@ class ReplayBuffer(Buffer):
                 continue
             out[key] = self._frames(key, t, env) if stacked and key == "obs" else value[t, env]
         out["next_obs"] = (
-            self._frames("next_obs", next_t, env) if stacked else self._next_frame(next_t, env)
+            self._frames("next_obs", next_t, env) if stacked else self.next_frame(next_t, env)
         )
         return out
 

@@ -83,6 +83,13 @@ class Sampler:
             )
         return low, high
 
+    def _items(self, start: int, count: int) -> torch.Tensor:
+        """Flat indices (count * N,) of time slots start .. start + count - 1 (mod T)."""
+        buffer = self.buffer
+        slots = (start + torch.arange(count, device=buffer.device)) % buffer.steps
+        envs = torch.arange(buffer.num_envs, device=buffer.device)
+        return (slots[:, None] * buffer.num_envs + envs).flatten()
+
     def sample(
         self, batch_size: int, window: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -131,13 +138,6 @@ class WeightedSampler(Sampler):
     def initial_weight(self) -> torch.Tensor:
         """Weight () of a newly written item."""
         return torch.ones((), dtype=torch.float64, device=self.buffer.device)
-
-    def _items(self, start: int, count: int) -> torch.Tensor:
-        """Flat indices (count * N,) of time slots start .. start + count - 1 (mod T)."""
-        buffer = self.buffer
-        slots = (start + torch.arange(count, device=buffer.device)) % buffer.steps
-        envs = torch.arange(buffer.num_envs, device=buffer.device)
-        return (slots[:, None] * buffer.num_envs + envs).flatten()
 
     def on_write(self, start: int, count: int) -> None:
         items = self._items(start, count)
@@ -262,18 +262,8 @@ class DFSSampler(Sampler):
         finally:
             self.imagining = False
 
-    def _items(self, low: int, high: int) -> torch.Tensor:
-        """Flat indices of the time-slot offsets [low, high) from the oldest, every env."""
-        buffer = self.buffer
-        slots = (buffer.oldest + torch.arange(low, high, device=buffer.device)) % buffer.steps
-        envs = torch.arange(buffer.num_envs, device=buffer.device)
-        return (slots[:, None] * buffer.num_envs + envs).flatten()
-
     def on_write(self, start: int, count: int) -> None:
-        buffer = self.buffer
-        slots = (start + torch.arange(count, device=buffer.device)) % buffer.steps
-        envs = torch.arange(buffer.num_envs, device=buffer.device)
-        items = (slots[:, None] * buffer.num_envs + envs).flatten()
+        items = self._items(start, count)
         self.model_counts[items] = 0
         self.imagine_counts[items] = 0
 
@@ -289,7 +279,8 @@ class DFSSampler(Sampler):
     def sample(
         self, batch_size: int, window: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        items = self._items(*self.valid_starts(window))
+        low, high = self.valid_starts(window)
+        items = self._items(self.buffer.oldest + low, high - low)
         probs = self.probabilities(items, self.imagining)
         pick = torch.multinomial(probs, batch_size, replacement=batch_size > items.shape[0],
                                  generator=generator)

@@ -158,13 +158,16 @@ def record_video(
         obs = venv.reset(seed=seed)
         state = agent.initial_state(venv.num_envs)
         is_first = torch.ones(venv.num_envs, dtype=torch.bool, device=venv.device)
+        # Agent.observe when there is one (envs do not import deeprl.agent: a lower layer).
+        observe = getattr(agent, "observe", None)
         frames = [frame(obs)]
         for _ in range(max_steps):
             with torch.inference_mode():
                 action, _, state = agent.act(obs, state, is_first, deterministic=deterministic)
             result = venv.step(action)
-            with torch.inference_mode():
-                state = agent.observe(state, result.reward)
+            if observe is not None:
+                with torch.inference_mode():
+                    state = observe(state, result.reward)
             if bool(result.done[0]):
                 frames.append(result.next_obs[0].cpu().numpy() if pixels else frames[-1])
                 break

@@ -85,6 +85,9 @@ class TanhGaussianActor(nn.Module):
         self.net = mlp(obs_dim, hidden, 2 * act_dim, activation="relu", out_gain=0.01)
         self.log_std_multiplier = nn.Parameter(torch.tensor(1.0))
         self.log_std_offset = nn.Parameter(torch.tensor(-1.0))
+        # the [-1, 1] box's half-width and centre for squashed_gaussian, made once
+        self.register_buffer("unit_scale", torch.ones(act_dim), persistent=False)
+        self.register_buffer("unit_bias", torch.zeros(act_dim), persistent=False)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised action (B, act_dim) and its log-density (B,) for obs (B, obs_dim)."""
@@ -92,8 +95,7 @@ class TanhGaussianActor(nn.Module):
         log_std = (self.log_std_multiplier * raw + self.log_std_offset).clamp(
             self.LOG_STD_MIN, self.LOG_STD_MAX
         )
-        ones = torch.ones(mean.shape[-1], device=mean.device)
-        return squashed_gaussian(mean, log_std, ones, torch.zeros_like(ones))
+        return squashed_gaussian(mean, log_std, self.unit_scale, self.unit_bias)
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         if deterministic:

@@ -8,23 +8,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from deeprl.nets.heads import ValueHead
 from deeprl.nets.mlp import mlp
 
 
 class QNetwork(nn.Module):
     """Q(s, a): a ReLU MLP over [obs, action] (B, obs_dim + act_dim) -> (B, num_outputs) logits."""
 
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        hidden: Sequence[int],
-        num_outputs: int,
-        layer_norm: bool = False,
-    ) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], num_outputs: int) -> None:
         super().__init__()
-        self.net = mlp(obs_dim + act_dim, hidden, num_outputs, activation="relu",
-                       layer_norm=layer_norm)
+        self.net = mlp(obs_dim + act_dim, hidden, num_outputs, activation="relu")
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, action], -1))
@@ -45,6 +38,17 @@ class TwinQ(nn.Module):
         self, obs: torch.Tensor, action: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.q1(obs, action), self.q2(obs, action)
+
+    def values(
+        self, obs: torch.Tensor, action: torch.Tensor, head: ValueHead
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both critics' values (...,) at (obs, action) with any leading dims, read by ``head``."""
+        q1, q2 = self(obs, action)
+        return head.value(q1), head.value(q2)
+
+    def min_value(self, obs: torch.Tensor, action: torch.Tensor, head: ValueHead) -> torch.Tensor:
+        """min(Q_1, Q_2)(s, a) (...,): the clipped double-Q estimate."""
+        return torch.minimum(*self.values(obs, action, head))
 
 
 class ValueNetwork(nn.Module):

@@ -203,11 +203,11 @@ def run(cfg: DictConfig):
     distributed.check_world_size(cfg, agent_registry()[cfg.agent.name])
     checkpoint = run_dir / CHECKPOINT
     world_size = int(cfg.train.world_size)
-    if checkpoint.exists() and distributed.saved_world_size(run_dir) != world_size:
-        saved = distributed.saved_world_size(run_dir)
+    saved_size = distributed.saved_world_size(run_dir) if checkpoint.exists() else world_size
+    if saved_size != world_size:
         raise UserError(
-            f"{run_dir} was trained with train.world_size={saved}: continue it with "
-            f"train.world_size={saved} (each process checkpointed its own env copies)"
+            f"{run_dir} was trained with train.world_size={saved_size}: continue it with "
+            f"train.world_size={saved_size} (each process checkpointed its own env copies)"
         )
     if not cfg.get("resume") and checkpoint.exists():
         # A re-run of a sweep lands in the same directory: continue it only if it is the same run.

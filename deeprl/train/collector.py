@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from deeprl.agent import Agent
+from deeprl.agent import Agent, reward_observer
 from deeprl.envs.base import VectorEnv
 from deeprl.envs.spec import Box
 
@@ -26,6 +26,7 @@ class Collector:
         self.steps = 0
         space = env.spec.action_space
         self._bounds = space.bounds(env.device) if isinstance(space, Box) else None
+        self._observe = reward_observer(agent)
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -49,8 +50,9 @@ class Collector:
             )
         env_action = action if self._bounds is None else action.clamp(*self._bounds)
         result = self.env.step(env_action)
-        with torch.inference_mode():
-            self.policy_state = self.agent.observe(self.policy_state, result.reward)
+        if self._observe is not None:
+            with torch.inference_mode():
+                self.policy_state = self._observe(self.policy_state, result.reward)
         self.obs = result.obs
         self.is_first = result.done
         self.steps += self.env.num_envs

@@ -180,7 +180,8 @@ class SilentLogger:
         return lambda *args, **kwargs: None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that no one listens on now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -212,7 +213,7 @@ def train_parallel(cfg: DictConfig, run_dir: Path):
     from deeprl.train.trainer import Trainer
 
     size = int(cfg.train.world_size)
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     others = mp.start_processes(_train_rank, args=(cfg, str(run_dir), size, address),
                                 nprocs=size - 1, join=False, start_method="spawn")
     _init(str(cfg.device), 0, size, address)

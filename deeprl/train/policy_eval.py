@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from deeprl.agent import Agent
+from deeprl.agent import Agent, reward_observer
 from deeprl.envs.base import VectorEnv
 from deeprl.envs.spec import Box
 
@@ -61,6 +61,7 @@ def evaluate_policy(
     obs = env.reset(seed=seed)
     state = agent.initial_state(n)
     is_first = torch.ones(n, dtype=torch.bool, device=env.device)
+    observe = reward_observer(agent)
     was_training = agent.training
     agent.eval()
     try:
@@ -70,8 +71,9 @@ def evaluate_policy(
             if bounds is not None:
                 action = action.clamp(*bounds)
             result = env.step(action)
-            with torch.inference_mode():
-                state = agent.observe(state, result.reward)
+            if observe is not None:
+                with torch.inference_mode():
+                    state = observe(state, result.reward)
             obs, is_first = result.obs, result.done
             if max_episode_steps is not None:
                 running_return += result.reward

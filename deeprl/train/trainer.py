@@ -296,7 +296,6 @@ class Trainer:
     # ---- loop ---------------------------------------------------------------------------------
     def _start_line(self, start: int, total: int) -> str:
         cfg = self.cfg
-        params = sum(p.numel() for p in self.agent.parameters())
         env = self.eval_env.spec.id
         copies = getattr(self.source, "env", None)
         copies = f", {copies.num_envs} copies" if copies is not None else ""
@@ -309,7 +308,7 @@ class Trainer:
         what = f"resuming at {start:,}/{total:,}" if start else f"{total:,}"
         return (
             f"deeprl: run{label}{tags} -> {self.run_dir} | agent {self.agent.name} "
-            f"({params:,} parameters) | env {env}{copies}{data} | device {self.device} | "
+            f"({self.agent.model_size()}) | env {env}{copies}{data} | device {self.device} | "
             f"{what} {self._unit}"
         )
 
