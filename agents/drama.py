@@ -3,7 +3,9 @@ Sample and Parameter Efficient"; settings of realwenlongwang/drama config_files/
 the shared parts: the world model :class:`deeprl.worldmodels.drama.DramaWorldModel` (Mamba-2
 over [z, a], equations and loss there), the imagination actor-critic of DreamerV3
 (:mod:`deeprl.imagination`, with Drama's options), LaProp (:mod:`deeprl.optim`) and dynamic
-frequency-based sampling (:class:`deeprl.buffers.samplers.DFSSampler`).
+frequency-based sampling (:class:`deeprl.buffers.samplers.DFSSampler`). Data-parallel over N
+ranks (``train.world_size``, :mod:`deeprl.train.distributed`) as agent=dreamer: each rank replays
+B / N windows and imagine_batch / N contexts of its own replay.
 
 Loop per env step (Atari100k defaults): uniform random actions for the first
 ``learning_starts`` = 1032 steps; afterwards ``updates_per_step`` = 1 update per env step, each
@@ -43,6 +45,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -53,6 +56,7 @@ from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
 from deeprl.errors import UserError
 from deeprl.imagination import ImaginationActorCritic, ImaginationConfig, imagine
+from deeprl.nets.normalize import mean_over_ranks
 from deeprl.optim import LaProp
 from deeprl.worldmodels.drama import DramaState, DramaWorldModel
 from deeprl.worldmodels.mamba import KernelUnavailableError
@@ -141,6 +145,9 @@ class Drama(Agent):
     Config = DramaConfig
     name = "drama"
     counters = ("env_steps", "grad_steps")
+    # train.world_size > 1 (deeprl/train/distributed.py): each rank replays batch_size / ranks
+    # windows and imagine_batch / ranks contexts
+    data_parallel = True
 
     def __init__(
         self,
@@ -160,6 +167,11 @@ class Drama(Agent):
                 raise UserError(f"agent.{key}={getattr(cfg, key)} is longer than the replay "
                                 f"holds (agent.buffer_size={cfg.buffer_size}); lower it or "
                                 f"raise agent.buffer_size")
+        # Data-parallel ranks each replay their share of the batches (the CLI checks that it
+        # divides); updates_due counts env steps, so the run makes a single process's updates.
+        ranks = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        self.rank_batch_size = cfg.batch_size // ranks
+        self.rank_imagine_batch = cfg.imagine_batch // ranks
         self.num_actions = spec.action_space.n
         kwargs = {"n_layers": cfg.n_layers}
         if cfg.sequence in ("mamba", "mamba2"):
@@ -259,7 +271,7 @@ class Drama(Agent):
     def train_step(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
         """One world-model update, then one actor-critic update on imagined trajectories."""
         cfg = self.config
-        batch = buffer.sample_sequences(cfg.batch_size, cfg.batch_length,
+        batch = buffer.sample_sequences(self.rank_batch_size, cfg.batch_length,
                                         allow_cross_episode=True)
         terms = self.world_model.loss(batch["obs"], self.one_hot(batch["action"]),
                                       batch["reward"], batch["terminated"], batch["is_first"],
@@ -278,9 +290,16 @@ class Drama(Agent):
         imagining = (buffer.sampler.imagination() if isinstance(buffer.sampler, DFSSampler)
                      else nullcontext())
         with imagining:
-            context = buffer.sample_sequences(cfg.imagine_batch, cfg.imagine_context,
+            context = buffer.sample_sequences(self.rank_imagine_batch, cfg.imagine_context,
                                               allow_cross_episode=True)
         metrics.update(self.imagination_step(context))
+        # Data-parallel ranks: the image CNNs' BatchNorms saw their rank's windows; the ranks
+        # keep the mean of their running statistics (normalising batches per rank, as DDP
+        # without SyncBatchNorm).
+        for module in self.world_model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                mean_over_ranks(module.running_mean)
+                mean_over_ranks(module.running_var)
         return metrics
 
     def imagine(self, context: dict[str, torch.Tensor]):

@@ -27,7 +27,11 @@ the continue head's probability at s_{t+1}, and
     S = max(1, EMA(P95(R)) - EMA(P5(R))).
 
 Updates are due when replayed steps (B * L per update) reach ``train_ratio`` times the env steps
-past ``learning_starts``; before that, actions are uniform random.
+past ``learning_starts``; before that, actions are uniform random. Data-parallel over N ranks
+(``train.world_size``, :mod:`deeprl.train.distributed`): each rank replays B / N windows of its
+own replay, the gradients of each backward (world model, then actor-critic) are averaged over the
+ranks and the return percentiles behind S are averaged before their EMA, so one update sees B
+windows and the ranks stay identical.
 
 Replay layout. The shared buffer stores rows (x_t, a_t, r_t, terminated_t, next_obs_t). Each row
 is one model step on the observation that *follows* the action: input next_obs_t, previous
@@ -50,9 +54,10 @@ backward passes and the actor-critic's own losses stay in fp32.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils import _pytree as pytree
@@ -95,10 +100,22 @@ VIDEO_SEQUENCES, VIDEO_CONTEXT = 6, 5
 
 
 @dataclass
+class DreamerImaginationConfig(ImaginationConfig):
+    """DreamerV3's actor-critic; the widths left null take the size preset's ``units`` and
+    ``layers`` (the 2023 configs size every MLP alike)."""
+
+    actor_units: int | None = option(None, ge=1)
+    actor_layers: int | None = option(None, ge=0)
+    critic_units: int | None = option(None, ge=1)
+    critic_layers: int | None = option(None, ge=0)
+
+
+@dataclass
 class DreamerConfig:
     """DreamerV3 hyperparameters (``agent=dreamer``); defaults are the 2023 configs (size S,
     batch 16 x 64, train ratio 512, model Adam 1e-4 / eps 1e-8 / clip 1000). The size keys left
-    null take the ``size`` preset's value; the actor-critic's widths are ``imagination.*``."""
+    null take the ``size`` preset's value, the actor-critic's (``imagination.*_units``/``_layers``)
+    too."""
 
     size: str = option("S", choices=tuple(SIZES))
     deter: int | None = option(None, ge=1)
@@ -124,7 +141,7 @@ class DreamerConfig:
     free_bits: float = option(1.0, ge=0)
     compile: bool = False  # CUDA only: torch.compile the update step
     precision: str = option("fp32", choices=PRECISIONS)  # CUDA only: bf16 autocast in updates
-    imagination: ImaginationConfig = field(default_factory=ImaginationConfig)
+    imagination: DreamerImaginationConfig = field(default_factory=DreamerImaginationConfig)
 
 
 class Dreamer(Agent):
@@ -141,6 +158,8 @@ class Dreamer(Agent):
     Config = DreamerConfig
     name = "dreamer"
     counters = ("env_steps", "grad_steps")
+    # train.world_size > 1 (deeprl/train/distributed.py): each rank replays batch_size / ranks
+    data_parallel = True
 
     def __init__(
         self,
@@ -152,6 +171,10 @@ class Dreamer(Agent):
     ) -> None:
         super().__init__(spec, num_envs, device, total_steps)
         self.config = cfg = config or DreamerConfig()
+        # Data-parallel ranks each replay their share of the batch (the CLI checks that it
+        # divides); updates_due counts whole batches, so the run makes a single process's updates.
+        ranks = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        self.rank_batch_size = cfg.batch_size // ranks
         obs_shape = tuple(spec.observation_space.shape)
         if cfg.depth is not None and len(obs_shape) != 3:
             raise UserError(f"agent.depth={cfg.depth} sets the CNN width for image observations, "
@@ -180,8 +203,11 @@ class Dreamer(Agent):
             raise UserError(f"agent=dreamer on {spec.id}: {exc}") from None
         self.reward_head = ValueMLPHead(feature_dim, size["units"], size["layers"])
         self.cont_head = ContinueHead(feature_dim, size["units"], size["layers"])
+        widths = {f"{part}_{key}": size[key] for part in ("actor", "critic")
+                  for key in ("units", "layers")
+                  if getattr(cfg.imagination, f"{part}_{key}") is None}
         self.actor_critic = ImaginationActorCritic(feature_dim, self.action_dim, self.discrete,
-                                                   cfg.imagination)
+                                                   replace(cfg.imagination, **widths))
         if not self.discrete:
             low, high = space.bounds()
             self.register_buffer("action_scale", ((high - low) / 2).flatten())
@@ -306,7 +332,7 @@ class Dreamer(Agent):
         train_step = self.compiled_train_step or self.train_step
         for _ in range(due - self.grad_steps):
             metrics = train_step(buffer.sample_sequences(
-                self.config.batch_size, self.config.batch_length, allow_cross_episode=True))
+                self.rank_batch_size, self.config.batch_length, allow_cross_episode=True))
             self.grad_steps += 1
         return metrics
 

@@ -20,6 +20,7 @@ reward normalisation (as SB3's ``VecNormalize``).
 
 Normaliser statistics are updated after each update from the rollout just used, so the
 observations an update trains on are normalised exactly as they were when the actions were taken.
+Data-parallel ranks (``train.world_size``) merge their rollouts' statistics, so they share them.
 
 Pixel observations (uint8 (C, H, W); ``torso: auto`` or ``nature_cnn``) follow CleanRL's
 ``ppo_atari.py``: one Nature CNN torso (Mnih et al. 2015) on frames scaled to [0, 1], shared by
@@ -47,7 +48,7 @@ from deeprl.nets.distributions import (
 )
 from deeprl.nets.heads import ScalarHead, ValueHeadConfig, make_value_head
 from deeprl.nets.mlp import ACTIVATIONS, mlp
-from deeprl.nets.normalize import RunningMeanStd
+from deeprl.nets.normalize import RunningMeanStd, mean_over_ranks
 from deeprl.nets.schedules import linear_schedule
 from deeprl.nets.torso import TORSOS, FlatObservation, make_torso, resolve_torso
 
@@ -322,7 +323,8 @@ class PPO(Agent):
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 self.optimizer.step()
-            if cfg.target_kl is not None and stats["approx_kl"] > cfg.target_kl:
+            # Data-parallel ranks stop on their mean KL, so all leave the epochs together.
+            if cfg.target_kl is not None and mean_over_ranks(stats["approx_kl"]) > cfg.target_kl:
                 break
 
         if self.normalize_obs:

@@ -21,7 +21,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from deeprl.buffers.base import Buffer
 from deeprl.config import make_config
 from deeprl.envs.spec import EnvSpec, spec_from_dict, spec_to_dict
 from deeprl.errors import UserError, close_matches
+
+if TYPE_CHECKING:
+    from deeprl.datasets import OfflineDataset
 
 #: None, a tensor, or a (nested) dict of tensors with the env copies as leading dimension.
 PolicyState = Any
@@ -86,6 +89,17 @@ class Agent(nn.Module, ABC):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         for name in self.counters:
             setattr(self, name, 0)
+
+    @classmethod
+    def check_dataset(cls, config: Any, dataset: OfflineDataset) -> None:
+        """Refuse hyperparameters (``config``, a ``Config``) that do not fit a loaded dataset,
+        e.g. a decision transformer's context longer than every episode. ``deeprl-train`` calls
+        it before Hydra claims the run directory, only for agents that override it (it loads
+        the dataset once more for that). Nothing to check by default.
+
+        Raises:
+            UserError: naming the bad option and the fix.
+        """
 
     # ---- acting -------------------------------------------------------------------------------
     def initial_state(self, num_envs: int) -> PolicyState:

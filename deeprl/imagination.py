@@ -9,7 +9,8 @@ learning" and "Actor learning"), with the settings of the 2023 release of its co
       R_H = v(s_H),   R_t = r_t + gamma c_t ((1 - lambda) v(s_{t+1}) + lambda R_{t+1})
 
   where r_t and c_t are the reward and continue predicted for the step s_t -> s_{t+1}.
-* Return normalisation: S = max(1, EMA(P95(R)) - EMA(P5(R))) with EMA decay 0.99.
+* Return normalisation: S = max(1, EMA(P95(R)) - EMA(P5(R))) with EMA decay 0.99 (data-parallel
+  ranks average their batch percentiles before the EMA, so all ranks share one S).
 * Actor loss (entropy coefficient eta = 3e-4)::
 
       L(theta) = -sum_t w_t [ sg((R_t - v(s_t)) / S) log pi(a_t | s_t) + eta H[pi(. | s_t)] ]
@@ -55,7 +56,7 @@ from deeprl.errors import UserError
 from deeprl.nets.distributions import categorical_sample, gaussian_entropy, gaussian_log_prob
 from deeprl.nets.functional import polyak_update
 from deeprl.nets.heads import ValueHead, make_value_head
-from deeprl.nets.normalize import RunningMeanStd
+from deeprl.nets.normalize import RunningMeanStd, mean_over_ranks
 from deeprl.optim import LaProp
 
 
@@ -151,8 +152,10 @@ class PercentileNormalizer(nn.Module):
 
     @torch.no_grad()
     def update(self, returns: torch.Tensor) -> None:
-        """Fold the percentiles of ``returns`` (any shape) into the EMAs."""
-        low, high = torch.quantile(returns.detach().flatten().float(), self.quantiles)
+        """Fold the percentiles of ``returns`` (any shape) into the EMAs. Data-parallel ranks
+        fold in the mean of their percentiles, so their EMAs stay identical."""
+        quantiles = torch.quantile(returns.detach().flatten().float(), self.quantiles)
+        low, high = mean_over_ranks(quantiles)
         self.low.lerp_(low, 1 - self.decay)
         self.high.lerp_(high, 1 - self.decay)
 

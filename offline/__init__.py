@@ -10,7 +10,7 @@ if __name__ != "deeprl.offline":  # the folder offline/ is only ever the package
 
 from deeprl.offline import d4rl, minari  # noqa: E402, F401 (register dataset=d4rl, dataset=minari)
 
-# Offline agents (agent=bc|td3_bc|iql|cql|xql|fdvl|recoil|dt|modt); deeprl.agents registers them.
+# Offline agents (agent=bc|td3bc|iql|cql|xql|fdvl|recoil|dt|modt); deeprl.agents registers them.
 from deeprl.offline.bc import BC, BCConfig  # noqa: E402
 from deeprl.offline.cql import CQL, CQLConfig  # noqa: E402
 from deeprl.offline.dt import DT, DTConfig  # noqa: E402

@@ -47,6 +47,7 @@ from torch import nn
 from deeprl.agent import PolicyState, reset_policy_state
 from deeprl.buffers.base import Buffer
 from deeprl.config import option
+from deeprl.datasets import OfflineDataset
 from deeprl.envs.spec import EnvSpec
 from deeprl.errors import UserError
 from deeprl.offline.base import OfflineAgent
@@ -104,6 +105,15 @@ def make_backbone(kind: str, embed_dim: int, n_layers: int, n_heads: int) -> Seq
         return make_sequence_model(kind, d_model=embed_dim, n_layers=n_layers,
                                    headdim=math.gcd(64, 2 * embed_dim))
     return make_sequence_model(kind, d_model=embed_dim, n_layers=n_layers)
+
+
+def _check_context(context: int, windows: WindowSampler) -> None:
+    """Raises UserError when no episode of the dataset has ``context`` steps."""
+    if context > windows.longest:
+        raise UserError(
+            f"agent.context={context} is longer than every episode of the dataset (the "
+            f"longest has {windows.longest} steps); lower agent.context"
+        )
 
 
 class DT(OfflineAgent):
@@ -179,6 +189,11 @@ class DT(OfflineAgent):
         return torch.tanh(self.action_head(hidden[:, :, 1]))
 
     # ---- training -----------------------------------------------------------------------------
+    @classmethod
+    def check_dataset(cls, config: DTConfig, dataset: OfflineDataset) -> None:
+        """Refuse a context longer than every episode of ``dataset`` (before a run starts)."""
+        _check_context(config.context, WindowSampler(dataset.buffer, config.context))
+
     def uses_next_obs(self) -> bool:
         """Whether the loss needs each step's next observation (MO-DT's state head)."""
         return False
@@ -191,11 +206,7 @@ class DT(OfflineAgent):
             UserError: the context is longer than every episode of the dataset.
         """
         windows = WindowSampler(buffer, self.config.context)
-        if self.config.context > windows.longest:
-            raise UserError(
-                f"agent.context={self.config.context} is longer than every episode of the "
-                f"dataset (the longest has {windows.longest} steps); lower agent.context"
-            )
+        _check_context(self.config.context, windows)
         if torch.isnan(self.target_return):
             self.target_return.fill_(float(windows.episode_returns.max()))
         self._windows = windows

@@ -17,7 +17,7 @@ in [-1, 1]^d (the README's locomotion runs use 1). The official update order per
     (1) V on the target critics' min Qbar(s, a);
     (2) the AWR actor: E[-min(exp(t (min_i Qbar_i(s, a) - V_new(s))), 100) log pi(a|s)];
     (3) Q_i toward y = r + gamma (1 - d) V_new(s') with the Huber loss (delta 20)
-        (another value head: its own loss);
+        (``agent.critic.loss=mse``: squared error; another value head: its own loss);
     (4) Polyak averaging of the critics (tau).
 
 Defaults are the code's locomotion settings: chi-square, lambda 1, max_clip 5 (reverse KL
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from deeprl.config import option
 from deeprl.envs.spec import EnvSpec
 from deeprl.nets.functional import polyak_update
-from deeprl.nets.heads import ScalarHead, ValueHeadConfig
+from deeprl.nets.heads import ScalarHead, ValueHead, ValueHeadConfig
 from deeprl.offline.iql import AWRValueAgent
 from deeprl.offline.xql import gumbel_loss
 
@@ -45,7 +45,11 @@ HUBER_DELTA = 20.0  # critic.py's huber_loss(x, delta=20.0)
 
 @dataclass
 class FDVLConfig:
-    """f-DVL hyperparameters (``agent=fdvl``); defaults: hari-sikchi/DVL's locomotion runs."""
+    """f-DVL hyperparameters (``agent=fdvl``); defaults: hari-sikchi/DVL's locomotion runs.
+
+    The Q loss is ``critic.loss``: ``huber`` (the default, as critic.py) with delta
+    ``huber_delta`` (20; the other agents' Huber has delta 1) or ``mse``.
+    """
 
     batch_size: int = option(1024, ge=1)
     gamma: float = option(0.99, ge=0, le=1)
@@ -61,7 +65,10 @@ class FDVLConfig:
     hidden_sizes: list[int] = option([256, 256], ge=1)
     value_layer_norm: bool = True
     normalize_obs: bool = True
-    critic: ValueHeadConfig = field(default_factory=ValueHeadConfig)  # Q's and V's value head
+    huber_delta: float = option(HUBER_DELTA, gt=0)  # of the Q loss when critic.loss=huber
+    critic: ValueHeadConfig = field(  # Q's and V's value head
+        default_factory=lambda: ValueHeadConfig(loss="huber")
+    )
 
 
 def fdvl_value_loss(
@@ -80,10 +87,24 @@ def fdvl_value_loss(
     return {"loss": loss.mean()}
 
 
-def dvl_q_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{"loss": E[huber_20(Q_1 - y)] + E[huber_20(Q_2 - y)]} over (B,) inputs (critic.py)."""
-    loss = (F.huber_loss(q1, target, delta=HUBER_DELTA) +
-            F.huber_loss(q2, target, delta=HUBER_DELTA))
+def dvl_q_loss(
+    q1: torch.Tensor,
+    q2: torch.Tensor,
+    target: torch.Tensor,
+    head: ValueHead,
+    huber_delta: float = HUBER_DELTA,
+) -> dict[str, torch.Tensor]:
+    """{"loss": E[fit(Q_1, y)] + E[fit(Q_2, y)]}: fit is critic.py's Huber with delta
+    ``huber_delta`` for the scalar head with ``critic.loss=huber`` (and no symlog), else the head's
+    own loss (``mse``: squared error).
+
+    Args:
+        q1, q2: (B, head.num_outputs) the critics' outputs; target: (B,) y.
+    """
+    if isinstance(head, ScalarHead) and head.loss_type == "huber" and not head.symlog:
+        loss = sum(F.huber_loss(head.value(q), target, delta=huber_delta) for q in (q1, q2))
+    else:
+        loss = sum(head.loss(q, target).mean() for q in (q1, q2))
     return {"loss": loss}
 
 
@@ -132,10 +153,7 @@ class FDVL(AWRValueAgent):
         # (3) Q toward r + gamma V_new(s') (no target V), (4) Polyak
         target = batch["reward"] + cfg.gamma * batch["mask"] * next_v
         q1, q2 = self.critic(obs, action)
-        if isinstance(head, ScalarHead) and not head.symlog:
-            q_loss = dvl_q_loss(head.value(q1), head.value(q2), target)["loss"]
-        else:
-            q_loss = head.loss(q1, target).mean() + head.loss(q2, target).mean()
+        q_loss = dvl_q_loss(q1, q2, target, head, cfg.huber_delta)["loss"]
         self.optimize("critic", q_loss)
         polyak_update(self.critic_target, self.critic, cfg.tau)
         return {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(),

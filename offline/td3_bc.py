@@ -33,7 +33,7 @@ from deeprl.offline.base import OfflineAgent
 
 @dataclass
 class TD3BCConfig:
-    """TD3+BC hyperparameters (``agent=td3_bc``); defaults: CORL ``td3_bc.py``."""
+    """TD3+BC hyperparameters (``agent=td3bc``); defaults: CORL ``td3_bc.py``."""
 
     batch_size: int = option(256, ge=1)
     gamma: float = option(0.99, ge=0, le=1)
@@ -79,7 +79,7 @@ class TD3BC(OfflineAgent):
     """TD3 with a behaviour-cloning regulariser."""
 
     Config = TD3BCConfig
-    name = "td3_bc"
+    name = "td3bc"
 
     def __init__(
         self,

@@ -37,6 +37,14 @@ def tiny_agent(env_name: str, num_envs: int = 2, **overrides) -> tuple[Dreamer, 
     return Dreamer(env.spec, num_envs, config=config), env
 
 
+def test_actor_and_critic_widths_follow_the_size_preset_unless_set():
+    agent, _ = tiny_agent("cartpole", imagination={"horizon": 5, "num_bins": 15})
+    assert (agent.actor_critic.cfg.actor_units, agent.actor_critic.cfg.critic_layers) == (32, 1)
+    agent, _ = tiny_agent("cartpole", imagination={"actor_units": 48, "critic_layers": 2})
+    assert (agent.actor_critic.cfg.actor_units, agent.actor_critic.cfg.critic_layers) == (48, 2)
+    assert agent.actor_critic.cfg.critic_units == 32
+
+
 def run_steps(agent, env, steps):
     buffer = agent.make_buffer()
     collector = Collector(env, agent, seed=0)

@@ -253,6 +253,7 @@ def test_cli_refuses_a_context_longer_than_every_episode(tmp_path):
     assert proc.returncode != 0
     assert "agent.context=201" in proc.stderr and "Traceback" not in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if "context" in line]) == 1
+    assert not (tmp_path / "run").exists()  # refused before Hydra claimed the run directory
 
 
 DT_CLI = [

@@ -16,7 +16,7 @@ from deeprl.agent import agent_registry, make_agent
 from deeprl.config import make_config
 from deeprl.errors import UserError
 
-AGENTS = ("bc", "td3_bc", "iql", "cql", "xql", "fdvl", "recoil")
+AGENTS = ("bc", "td3bc", "iql", "cql", "xql", "fdvl", "recoil")
 TINY = {"hidden_sizes": [32, 32], "batch_size": 32}
 TINY_CLI = ["agent.hidden_sizes=[32,32]", "agent.batch_size=32"]
 
@@ -66,7 +66,7 @@ def test_critics_take_any_value_head(name, dataset):
 
 
 @pytest.mark.parametrize("name, option, value", [
-    ("td3_bc", "alpha", 0.0),
+    ("td3bc", "alpha", 0.0),
     ("iql", "expectile", 1.0),
     ("iql", "expectile", 0.0),
     ("cql", "cql_alpha", -1.0),
@@ -145,7 +145,7 @@ def test_bc_and_td3_bc_learn_from_sac_expert_pendulum_data(tmp_path):
     data = load_toy_pendulum(ToyPendulumConfig(steps=20000, policy=policy), torch.device("cpu"))
     episodes = data.buffer.size * data.buffer.num_envs / 200  # Pendulum's time limit
     behaviour = float(data.buffer.data["reward"][: data.buffer.size].sum()) / episodes
-    for agent in ("bc", "td3_bc"):
+    for agent in ("bc", "td3bc"):
         run_dir = tmp_path / agent
         proc = run_cli(f"agent={agent}", "dataset=toy_pendulum", "dataset.steps=20000",
                        f"dataset.policy={policy}", "env=pendulum", "seed=0",

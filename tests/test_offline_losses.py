@@ -7,10 +7,12 @@ import math
 import pytest
 import torch
 
+from deeprl.config import make_config
+from deeprl.nets.heads import ValueHeadConfig, make_value_head
 from deeprl.nets.schedules import cosine_schedule
 from deeprl.offline.bc import bc_loss
 from deeprl.offline.cql import cql_conservative_loss
-from deeprl.offline.fdvl import dvl_q_loss, fdvl_value_loss
+from deeprl.offline.fdvl import FDVLConfig, dvl_q_loss, fdvl_value_loss
 from deeprl.offline.iql import awr_actor_loss, expectile_loss
 from deeprl.offline.recoil import recoil_q_loss
 from deeprl.offline.td3_bc import td3_bc_actor_loss, td3_target
@@ -107,9 +109,21 @@ def test_fdvl_value_losses_match_the_official_code():
     assert rkl.item() == pytest.approx(gumbel_loss(diff, 2.0, 5.0)["loss"].item())
     with pytest.raises(ValueError, match="unknown f-divergence"):
         fdvl_value_loss(diff, "kl", temp=1.0)
-    # Huber with delta 20: 0.5 x^2 inside, 20 (|x| - 10) outside
-    q = dvl_q_loss(t(0.0, 30.0), t(0.0, 0.0), t(1.0, 0.0))["loss"].item()
-    assert q == pytest.approx((0.5 + 400.0) / 2 + (0.5 + 0.0) / 2)
+
+
+def test_fdvl_q_loss_follows_agent_critic_loss():
+    q1, q2, target = t([0.0], [30.0]), t([0.0], [0.0]), t(1.0, 0.0)  # errors (-1, 30), (-1, 0)
+
+    def q_loss(critic: dict, **kwargs) -> float:
+        head = make_value_head(**vars(make_config(ValueHeadConfig, critic)))
+        return dvl_q_loss(q1, q2, target, head, **kwargs)["loss"].item()
+
+    # the default is critic.py's: Huber with delta 20, 0.5 x^2 inside, 20 (|x| - 10) outside
+    assert FDVLConfig().critic.loss == "huber"
+    assert q_loss({"loss": "huber"}) == pytest.approx((0.5 + 400.0) / 2 + (0.5 + 0.0) / 2)
+    assert q_loss({"loss": "huber"}, huber_delta=1.0) == pytest.approx((0.5 + 29.5) / 2 + 0.25)
+    # agent.critic.loss=mse: the squared error
+    assert q_loss({"loss": "mse"}) == pytest.approx((1.0 + 900.0) / 2 + (1.0 + 0.0) / 2)
 
 
 def test_recoil_q_loss():

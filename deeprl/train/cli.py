@@ -3,11 +3,13 @@
 Before Hydra sees the command line, the config is composed and validated
 (:func:`deeprl.config.compose`) for every value of a sweep, so that user mistakes (a malformed
 override, an unknown name or key, a value of the wrong type or out of range, a missing resume
-directory) end with one clear message and exit code 2 before anything runs.
+directory, an agent option that does not fit the dataset) end with one clear message and exit
+code 2 before anything runs.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -62,12 +64,37 @@ def _check_overrides(argv: list[str]) -> list[str]:
     from deeprl.agent import agent_registry
     from deeprl.train import distributed
 
+    loaded: dict[str, object] = {}
     for i, variant in enumerate(_sweep_variants(checked)):
         cfg = compose(variant, return_hydra_config=True)
         distributed.check_world_size(cfg, agent_registry()[cfg.agent.name])
+        _check_dataset(cfg, agent_registry()[cfg.agent.name], loaded)
         if i == 0 and ("-m" in argv or "--multirun" in argv):
             _check_launcher(cfg, [o.input_line for o in overrides])
     return argv + extra
+
+
+def _check_dataset(cfg: DictConfig, agent_cls: type, loaded: dict[str, object]) -> None:
+    """Agents that check their options against the data (:meth:`Agent.check_dataset`) get the
+    dataset, loaded on the CPU (``loaded`` keeps the last one for a sweep's other variants)."""
+    from deeprl.agent import Agent
+
+    if (cfg.get("resume") or not cfg.get("dataset")
+            or agent_cls.check_dataset.__func__ is Agent.check_dataset.__func__):
+        return  # loading a dataset can take long: only for an agent with something to check
+    import torch
+
+    from deeprl.config import make_config
+    from deeprl.datasets import load_dataset
+
+    dataset_options = OmegaConf.to_container(cfg.dataset, resolve=True)
+    key = json.dumps(dataset_options, sort_keys=True, default=str)
+    if key not in loaded:
+        loaded.clear()
+        loaded[key] = load_dataset(dataset_options, torch.device("cpu"))
+    options = OmegaConf.to_container(cfg.agent, resolve=True)
+    options.pop("name")
+    agent_cls.check_dataset(make_config(agent_cls.Config, options), loaded[key])
 
 
 #: Launchers that come with an extra: the package of their ``_target_`` -> the packages they

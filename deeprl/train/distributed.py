@@ -2,15 +2,22 @@
 
 ``train.world_size=N`` starts N processes on this machine (``torch.multiprocessing``; this process
 is rank 0), or ``torchrun --nproc_per_node=N -m deeprl.train ...`` starts them (its ``RANK``,
-``WORLD_SIZE`` and ``MASTER_ADDR``/``MASTER_PORT`` set up the process group). The split follows
-CleanRL's ``ppo_atari_multigpu.py``: the run's env copies (``agent.num_envs``) and its env-step
-budget (``train.total_steps``) are divided among the ranks, so one update sees the same number of
-samples, and the run makes the same number of updates, as a single process would. Each rank steps
-its own env copies with its own seed (``seed + rank * RANK_SEED_STRIDE``) into its own buffer;
-the gradients are averaged over the ranks at the end of every backward (one flat ``all_reduce``
-queued on autograd's engine by the first parameter's post-accumulate-grad hook, as DDP averages
-them before any gradient clipping and the optimizer step), so the ranks hold identical weights
-after every update.
+``WORLD_SIZE`` and ``MASTER_ADDR``/``MASTER_PORT`` set up the process group). Agents with
+``data_parallel = True`` support it: ``agent=ppo``, ``agent=dreamer`` and ``agent=drama``. The
+split follows CleanRL's ``ppo_atari_multigpu.py``: the run's env copies (``agent.num_envs``), its
+env-step budget (``train.total_steps``) and a replay agent's batches (``agent.batch_size``,
+Drama's ``agent.imagine_batch``) are divided among the ranks, so one update sees the same number
+of samples, and the run makes the same number of updates, as a single process would. Each rank
+steps its own env copies with its own seed (``seed + rank * RANK_SEED_STRIDE``) into its own
+buffer (Dreamer and Drama sample their batch share from their own replay); the gradients are
+averaged over the ranks at the end of every backward (one flat ``all_reduce`` of the parameters
+that backward reached, queued on autograd's engine by the first parameter's post-accumulate-grad
+hook, as DDP averages them before any gradient clipping and the optimizer step), so the ranks
+hold identical weights after every update, also with several backwards and optimizers per update
+(a world model's, then an actor-critic's). Statistics the agents keep besides their weights merge
+over the ranks too (:mod:`deeprl.nets.normalize`: PPO's observation and return normalisers, the
+imagination actor-critic's return percentiles and input normaliser, Drama's BatchNorm running
+statistics), so the ranks' buffers stay identical as well.
 Evaluation, logging and the run's outputs are rank 0's; every rank checkpoints its own state
 (env, buffer, RNG, per-copy agent buffers) and the ranks agree to stop at an update.
 """
@@ -100,8 +107,8 @@ def _uses_cuda(device: str) -> bool:
 
 
 def check_world_size(cfg: DictConfig, agent_cls: type) -> None:
-    """A data-parallel run needs an agent that supports it, a process per device and env copies
-    that split evenly.
+    """A data-parallel run needs an agent that supports it, a process per device, and env copies
+    and (replay agents) an ``agent.batch_size`` that split evenly among the ranks.
 
     Raises:
         UserError: naming the bad value and the fix.
@@ -112,7 +119,7 @@ def check_world_size(cfg: DictConfig, agent_cls: type) -> None:
     if not getattr(agent_cls, "data_parallel", False):
         raise UserError(
             f"train.world_size={size}: agent={agent_cls.name} does not train data-parallel "
-            f"yet (agent=ppo does); use train.world_size=1"
+            f"yet (agent=ppo, dreamer and drama do); use train.world_size=1"
         )
     device = str(cfg.device)
     if _uses_cuda(device):
@@ -133,24 +140,39 @@ def check_world_size(cfg: DictConfig, agent_cls: type) -> None:
             f"train.world_size={size} splits the run's {num_envs} env copies among the ranks: "
             f"choose agent.num_envs (or env.num_envs) divisible by {size}"
         )
+    for key in ("batch_size", "imagine_batch"):  # a replay agent's batches (Dreamer, Drama)
+        batch = cfg.agent.get(key)
+        if batch is not None and int(batch) % size:
+            raise UserError(
+                f"train.world_size={size} splits agent.{key}={batch} among the ranks: "
+                f"choose agent.{key} divisible by {size}"
+            )
 
 
 def share_agent(agent: nn.Module) -> None:
     """Give every rank rank 0's weights, and average the gradients over the ranks at the end of
     every backward (before clipping and the optimizer step, as DDP), in one ``all_reduce`` per
-    dtype: one optimizer step then keeps the ranks identical."""
+    dtype: one optimizer step then keeps the ranks identical.
+
+    Only the parameters this backward reached are averaged, so an agent with several backwards
+    and optimizers per update (a world model's, then an actor-critic's) averages each part's
+    gradients once; a gradient left from an earlier backward is already averaged, and one this
+    backward adds to it is averaged into it (mean(g_old + g_r) = g_old + mean(g_r))."""
     for tensor in [*agent.parameters(), *agent.buffers()]:
         dist.broadcast(tensor.data, src=0)
     params = [p for p in agent.parameters() if p.requires_grad]
     size = dist.get_world_size()
     queued = [False]
+    reached: set[int] = set()  # ids of the parameters this backward accumulated into
 
     def average() -> None:
         queued[0] = False
         groups: dict[tuple, list[torch.Tensor]] = {}
+        # In the parameters' order, the same on every rank (not the hooks' firing order).
         for param in params:
-            if param.grad is not None:
+            if id(param) in reached:
                 groups.setdefault((param.grad.dtype, param.grad.device), []).append(param.grad)
+        reached.clear()
         for grads in groups.values():
             flat = torch.cat([g.flatten() for g in grads])
             dist.all_reduce(flat, op=dist.ReduceOp.SUM)
@@ -160,7 +182,8 @@ def share_agent(agent: nn.Module) -> None:
                 grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
                 offset += grad.numel()
 
-    def queue(_param: torch.Tensor) -> None:
+    def queue(param: torch.Tensor) -> None:
+        reached.add(id(param))
         # The first gradient of a backward schedules the averaging for its end (as DDP does).
         if not queued[0]:
             queued[0] = True
