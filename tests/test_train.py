@@ -29,6 +29,12 @@ def test_run_directory_contents(tmp_path):
     # A finished run is not run again.
     proc = run_cli(f"hydra.run.dir={run_dir}", "seed=3", *SHORT, cwd=tmp_path)
     assert proc.returncode == 0 and "already finished" in proc.stderr
+    # Killed after its last checkpoint but before eval.json: the re-run only writes eval.json.
+    (run_dir / "eval.json").unlink()
+    proc = run_cli(f"hydra.run.dir={run_dir}", "seed=3", *SHORT, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((run_dir / "eval.json").read_text()) == report
+    assert read_jsonl(run_dir / "metrics.jsonl") == lines
 
 
 def test_same_seed_same_metrics(tmp_path):

@@ -198,7 +198,9 @@ class Trainer:
             "world_size": self.world.size,
             "agent": self.agent.checkpoint_state(),
             "source": self.source.state_dict(),
-            "progress": {"learned": self.learned, "best": self.best, "wandb_id": self.wandb_id},
+            # last_eval: a run killed after its final checkpoint still writes eval.json on resume
+            "progress": {"learned": self.learned, "best": self.best, "last_eval": self.last_eval,
+                         "wandb_id": self.wandb_id},
             "rng": {"torch": torch.get_rng_state()},
         }
         if self.source.persistent:
@@ -230,6 +232,7 @@ class Trainer:
         self.source.load_state_dict(state["source"])
         self.learned = bool(state["progress"]["learned"])
         self.best = state["progress"]["best"]
+        self.last_eval = state["progress"]["last_eval"]
         self.wandb_id = state["progress"]["wandb_id"]
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and torch.cuda.is_available():
