@@ -53,7 +53,7 @@ class BC(OfflineAgent):
         self.config = cfg = config or BCConfig()
         self.actor = DeterministicActor(self.obs_dim, self.act_dim, cfg.hidden_sizes)
         self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, fused=True)
 
     def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.actor(obs)

@@ -119,10 +119,16 @@ class CQL(OfflineAgent):
         self.log_alpha = torch.nn.Parameter(torch.tensor(0.0))
         self.target_entropy = -float(self.act_dim)
         self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.policy_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr)
+        self.optimizers["actor"] = torch.optim.Adam(
+            self.actor.parameters(), lr=cfg.policy_lr, fused=True
+        )
+        self.optimizers["critic"] = torch.optim.Adam(
+            self.critic.parameters(), lr=cfg.q_lr, fused=True
+        )
         if cfg.autotune:
-            self.optimizers["alpha"] = torch.optim.Adam([self.log_alpha], lr=cfg.policy_lr)
+            self.optimizers["alpha"] = torch.optim.Adam(
+                [self.log_alpha], lr=cfg.policy_lr, fused=True
+            )
 
     def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.actor.act(obs, deterministic)

@@ -152,7 +152,8 @@ class DT(OfflineAgent):
         """AdamW over all parameters (CORL: betas (0.9, 0.999), weight decay on all of them)."""
         cfg = self.config
         return torch.optim.AdamW(
-            self.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay
+            self.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay,
+            fused=True,
         )
 
     # ---- tokens and the forward pass ----------------------------------------------------------

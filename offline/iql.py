@@ -90,9 +90,15 @@ class AWRValueAgent(OfflineAgent):
         self.critic_target = copy.deepcopy(self.critic)
         self.value = ValueNetwork(self.obs_dim, cfg.hidden_sizes, n, value_layer_norm)
         self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.q_lr)
-        self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.v_lr)
+        self.optimizers["actor"] = torch.optim.Adam(
+            self.actor.parameters(), lr=cfg.actor_lr, fused=True
+        )
+        self.optimizers["critic"] = torch.optim.Adam(
+            self.critic.parameters(), lr=cfg.q_lr, fused=True
+        )
+        self.optimizers["value"] = torch.optim.Adam(
+            self.value.parameters(), lr=cfg.v_lr, fused=True
+        )
 
     def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.actor.act(obs, deterministic)

@@ -97,8 +97,12 @@ class TD3BC(OfflineAgent):
         self.actor_target = copy.deepcopy(self.actor)
         self.critic_target = copy.deepcopy(self.critic)
         self.to(self.device)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["actor"] = torch.optim.Adam(
+            self.actor.parameters(), lr=cfg.actor_lr, fused=True
+        )
+        self.optimizers["critic"] = torch.optim.Adam(
+            self.critic.parameters(), lr=cfg.critic_lr, fused=True
+        )
 
     def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.actor(obs)
