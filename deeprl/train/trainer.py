@@ -232,7 +232,7 @@ class Trainer:
         self.source.load_state_dict(state["source"])
         self.learned = bool(state["progress"]["learned"])
         self.best = state["progress"]["best"]
-        self.last_eval = state["progress"]["last_eval"]
+        self.last_eval = state["progress"].get("last_eval")  # absent in older checkpoints
         self.wandb_id = state["progress"]["wandb_id"]
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and torch.cuda.is_available():
