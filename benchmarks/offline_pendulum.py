@@ -16,14 +16,23 @@
      the random dataset plus K further expert trajectories (episodes 1..K of the expert file,
      none of them E's), written to ``<out>/datasets/pendulum-random+expert<K>.hdf5``. Default
      K: 20% of the random set's episodes, the paper's ratio (K = 200 beside D4RL's 1M-step,
-     about 1000-episode random sets); 100 with the default budgets. ReCOIL uses no rewards.
+     about 1000-episode random sets); 100 with the default budgets. ReCOIL uses no rewards;
+   - only when named in ``--agents`` (issue 15): DT and MO-DT with its ablations on medium-replay
+     (``dt``; ``modt``, all three additions; ``modt-no-regions``, ``modt-no-states``,
+     ``modt-no-returns``, each with one of ``agent.region_tokens``, ``agent.predict_states``,
+     ``agent.predict_returns`` off), all at one small transformer size (``DT_SIZE``: embed 64,
+     2 layers, lr 1e-3, warm-up 200 updates) and with ``agent.target_return`` = the files'
+     expert reference score (DT's default, the best episode return in the dataset, is only
+     medium-replay's best early-SAC episode; CORL likewise conditions on expert-level per-task
+     constants).
 3. Prints a markdown table of the final normalized scores (D4RL's
    100 * (R - random) / (expert - random) with the files' references): mean +- std over seeds
    and per seed, plus the behaviour policy's normalized score on medium, from the mean episode
    return of the medium file itself.
 
-Runs go to ``<out>/runs/<agent>-<dataset>-u<updates>-seed<seed>``; one with an ``eval.json``
-is not run again, so an interrupted benchmark resumes by re-running the same command.
+Runs go to ``<out>/runs/<name>-<dataset>-u<updates>-seed<seed>`` (name: the ``--agents`` one,
+e.g. ``modt-no-states``); one with an ``eval.json`` is not run again, so an interrupted benchmark
+resumes by re-running the same command.
 
 Full budget (the defaults): 3 seeds x 10k updates,
 
@@ -43,6 +52,12 @@ Both with the default dataset budgets: SAC 10k env steps (half of
 configs/tuned/sac_pendulum.yaml's 20k; its best snapshot, at 8k, is the expert), 100k steps
 (500 episodes) each for random, medium and expert, reference scores over 100 episodes, seed 0;
 medium-replay is SAC's first 3k steps (15 episodes).
+
+DT and the MO-DT ablations, not in the default ``--agents`` (per 1k updates on the shared
+CPU: DT about 300 s, MO-DT about 360 s, so 10k updates take about an hour a run):
+
+    OMP_NUM_THREADS=1 python benchmarks/offline_pendulum.py \\
+        --agents dt modt modt-no-regions modt-no-states modt-no-returns
 """
 
 from __future__ import annotations
@@ -65,6 +80,18 @@ from deeprl.offline.d4rl import read_metadata, write_d4rl
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 REPLAY_AGENTS = ("bc", "td3bc", "iql", "xql", "fdvl", "cql")
 AGENTS = (*REPLAY_AGENTS, "recoil")
+# MO-DT ablations (issue 15): each name's overrides of agent=modt; all three off would be DT
+MODT_ABLATIONS = {
+    "modt": (),
+    "modt-no-regions": ("agent.region_tokens=false",),
+    "modt-no-states": ("agent.predict_states=false",),
+    "modt-no-returns": ("agent.predict_returns=false",),
+}
+DT_AGENTS = ("dt", *MODT_ABLATIONS)
+# One size for DT and every MO-DT ablation: tests/test_dt.py's slow test, where DT learns a
+# generated Pendulum expert file (normalized >= 80) in 3k updates on this CPU; CORL's default
+# (embed 128, 3 layers, lr 1e-4, 10k warm-up updates) is sized for runs of 100k updates or more.
+DT_SIZE = ("agent.embed_dim=64", "agent.n_layers=2", "agent.lr=1e-3", "agent.warmup_steps=200")
 # ReCOIL/SMODICE: K = 200 expert trajectories beside a ~1000-episode (1M-step) random set
 RECOIL_EXPERT_FRACTION = 0.2
 # Kept in the ReCOIL suboptimal file: what dataset=d4rl and the eval need
@@ -151,10 +178,11 @@ def run_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def train(args: argparse.Namespace, agent: str, label: str, dataset: Path, seed: int,
+def train(args: argparse.Namespace, name: str, agent: str, label: str, dataset: Path, seed: int,
           extra: tuple[str, ...] = ()) -> tuple[float, float]:
-    """One ``deeprl-train`` run (skipped when finished); returns (normalized score, seconds)."""
-    run_dir = args.out / "runs" / f"{agent}-{label}-u{args.updates}-seed{seed}"
+    """One ``deeprl-train`` run of ``agent`` (skipped when finished), ``name`` telling it apart
+    (an ablation's); returns (normalized score, seconds)."""
+    run_dir = args.out / "runs" / f"{name}-{label}-u{args.updates}-seed{seed}"
     result = run_dir / "eval.json"
     if not result.exists():
         command = [*cli("deeprl-train"), f"agent={agent}", "env=pendulum", "dataset=d4rl",
@@ -168,12 +196,12 @@ def train(args: argparse.Namespace, agent: str, label: str, dataset: Path, seed:
         proc = subprocess.run(command, env=run_env(), capture_output=True, text=True)
         seconds = time.perf_counter() - started
         if proc.returncode != 0:
-            raise SystemExit(f"{agent} on {label} (seed {seed}) failed:\n{proc.stderr[-3000:]}")
+            raise SystemExit(f"{name} on {label} (seed {seed}) failed:\n{proc.stderr[-3000:]}")
         (run_dir / "seconds.txt").write_text(f"{seconds:.1f}\n")
     seconds = float((run_dir / "seconds.txt").read_text()) if (run_dir / "seconds.txt").exists() \
         else float("nan")
     score = float(json.loads(result.read_text())["normalized_score"])
-    print(f"{agent} on {label}, seed {seed}: normalized {score:.1f} ({seconds:.0f} s)", flush=True)
+    print(f"{name} on {label}, seed {seed}: normalized {score:.1f} ({seconds:.0f} s)", flush=True)
     return score, seconds
 
 
@@ -193,30 +221,38 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--recoil-k", type=int, default=None,
                    help="expert trajectories in ReCOIL's suboptimal set (default: 20%% of the "
                         "random set's episodes)")
-    p.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS),
-                   help="a subset to run (bc: on medium and on medium-replay)")
+    p.add_argument("--agents", nargs="+", choices=(*AGENTS, *DT_AGENTS), default=list(AGENTS),
+                   help="a subset to run (bc: on medium and on medium-replay); DT and the MO-DT "
+                        "ablations only when named")
     args = p.parse_args(argv)
 
     files = make_datasets(args)
     td3bc = td3bc_name()
     recoil_data, k, expert_transitions = make_recoil_sets(files, args.recoil_k)
     expert_set = f"++agent.expert={{name: d4rl, path: {files['expert'].resolve()}}}"
-    replay = [(td3bc if a == "td3bc" else a, "medium-replay", files["medium-replay"], ())
-              for a in REPLAY_AGENTS]
-    # CQL, by far the slowest per update, last: a run cut short by a deadline has the rest
-    jobs = [("bc", "medium", files["medium"], ()), *replay[:-1],
-            ("recoil", f"random+expert{k}", recoil_data,
-             (expert_set, f"agent.expert_transitions={expert_transitions}")), replay[-1]]
+    replay = [(name, name, "medium-replay", files["medium-replay"], ())
+              for name in (td3bc if a == "td3bc" else a for a in REPLAY_AGENTS)]
+    _, replay_meta = read_raw(files["medium-replay"])
+    # DT's target return is in env units: the expert reference score (module docstring)
+    dt_extra = (*DT_SIZE, f"agent.target_return={float(replay_meta['ref_max_score'])}")
+    dt_family = [(name, "dt" if name == "dt" else "modt", "medium-replay", files["medium-replay"],
+                  (*dt_extra, *MODT_ABLATIONS.get(name, ()))) for name in DT_AGENTS]
+    # Jobs: (name, agent, dataset label, file, overrides). CQL, by far the slowest per update,
+    # last: a run cut short by a deadline has the rest
+    jobs = [("bc", "bc", "medium", files["medium"], ()), *replay[:-1],
+            ("recoil", "recoil", f"random+expert{k}", recoil_data,
+             (expert_set, f"agent.expert_transitions={expert_transitions}")),
+            *dt_family, replay[-1]]
     chosen = {td3bc if a == "td3bc" else a for a in args.agents}
     jobs = [job for job in jobs if job[0] in chosen]
 
     results: dict[tuple[str, str], list[float]] = {}
     times: dict[tuple[str, str], list[float]] = {}
     for seed in args.seeds:  # seeds outermost: a cut-short run still has whole seeds
-        for agent, label, dataset, extra in jobs:
-            score, seconds = train(args, agent, label, dataset, seed, extra)
-            results.setdefault((agent, label), []).append(score)
-            times.setdefault((agent, label), []).append(seconds)
+        for name, agent, label, dataset, extra in jobs:
+            score, seconds = train(args, name, agent, label, dataset, seed, extra)
+            results.setdefault((name, label), []).append(score)
+            times.setdefault((name, label), []).append(seconds)
 
     medium, medium_meta = read_raw(files["medium"])
     returns = [float(medium["rewards"][a:b].sum()) for a, b in episode_bounds(medium)]
@@ -231,11 +267,11 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|" + "---|" * len(args.seeds) + "---|")
     print(f"| behaviour policy | medium | {behaviour:.1f} ({len(returns)} episodes) |"
           + " |" * len(args.seeds) + " |")
-    for (agent, label), scores in results.items():
+    for (name, label), scores in results.items():
         std = statistics.stdev(scores) if len(scores) > 1 else 0.0
         per_seed = " | ".join(f"{s:.1f}" for s in scores)
-        print(f"| {agent} | {label} | {statistics.fmean(scores):.1f} ± {std:.1f} | {per_seed} | "
-              f"{statistics.fmean(times[agent, label]):.0f} |")
+        print(f"| {name} | {label} | {statistics.fmean(scores):.1f} ± {std:.1f} | {per_seed} | "
+              f"{statistics.fmean(times[name, label]):.0f} |")
 
 
 if __name__ == "__main__":
