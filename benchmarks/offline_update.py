@@ -56,6 +56,12 @@ Mismatches that remain (each library's own design, not settable):
     - The sides run one after the other (deeprl first), so a load change on the machine between
       them shows in the ratios: run it on a quiet machine.
 
+``--profile`` then runs ``--profile-updates`` more updates of each algorithm on each side under
+``torch.profiler`` (CPU) and prints, per algorithm, each side's share of self CPU time in the
+matrix multiplies (one "matmul" row) and in the top other ops, with the ms per update of the ops'
+self CPU time and of the wall clock (the gap is Python and framework work outside any op) and
+the matmuls' GFLOP per update (torch's formulas; none for fused attention kernels).
+
 Setup of the peer venv (torch pinned first, or pip pulls CUDA wheels) and the command:
 
     python3 -m venv /work/venvs/d3rlpy
@@ -63,6 +69,7 @@ Setup of the peer venv (torch pinned first, or pip pulls CUDA wheels) and the co
     /work/venvs/d3rlpy/bin/pip install d3rlpy==2.8.1
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/offline_update.py --updates 500 --warmup 50
     .venv/bin/python benchmarks/offline_update.py --updates 20 --warmup 5 --algos bc dt
+    .venv/bin/python benchmarks/offline_update.py --updates 30 --warmup 5 --algos iql --profile
 """
 
 from __future__ import annotations
@@ -84,6 +91,10 @@ EPISODE = 200  # Pendulum's time limit
 ACTION_LOW, ACTION_HIGH = -2.0, 2.0
 OBS_STD_EPS = 1e-3  # both libraries' eps on the state std
 DT_REWARD_SCALE = 1e-3
+# Self CPU time of these ops is the dense matrix work (forward and backward) of both libraries.
+MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul",
+              "aten::linear", "aten::addmv", "aten::mv", "aten::dot"}
+TOP_OPS = 8  # ops besides the matmul group shown per side
 
 
 def make_dataset(steps: int, path: Path) -> None:
@@ -120,6 +131,30 @@ def time_updates(sample: Callable, step: Callable, warmup: int, updates: int) ->
     return spent
 
 
+def profile_updates(sample: Callable, step: Callable, updates: int) -> dict:
+    """Per-update ms (ops' self CPU time, wall clock) and each op's % of the self CPU time over
+    ``updates`` profiled updates; the ops of ``MATMUL_OPS`` are summed as "matmul"."""
+    from torch.profiler import ProfilerActivity, profile
+
+    # The FLOPs of the matmuls tell whether both sides do the same matrix work, whatever the load.
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        start = time.perf_counter()
+        for _ in range(updates):
+            step(sample())
+        wall = time.perf_counter() - start
+    self_us: dict[str, float] = {}
+    flops = 0
+    for event in prof.key_averages():
+        name = "matmul" if event.key in MATMUL_OPS else event.key
+        self_us[name] = self_us.get(name, 0.0) + event.self_cpu_time_total
+        flops += event.flops if name == "matmul" else 0
+    total = sum(self_us.values())
+    shares = {name: round(100 * us / total, 1)
+              for name, us in sorted(self_us.items(), key=lambda item: -item[1])}
+    return {"ms": total / 1e3 / updates, "wall_ms": 1e3 * wall / updates,
+            "gflop": flops / 1e9 / updates, "shares": shares}
+
+
 # ---- deeprl ----
 def run_deeprl(algo: str, data: dict[str, np.ndarray], args: argparse.Namespace) -> dict:
     import math
@@ -145,8 +180,12 @@ def run_deeprl(algo: str, data: dict[str, np.ndarray], args: argparse.Namespace)
         agent.train_step(batch)  # what agent.update does after agent.batch
         agent.grad_steps += 1
 
-    spent = time_updates(lambda: agent.batch(buffer, batch_size), step, args.warmup,
-                         args.updates)
+    def sample() -> dict[str, torch.Tensor]:
+        return agent.batch(buffer, batch_size)
+
+    spent = time_updates(sample, step, args.warmup, args.updates)
+    if args.profile:
+        spent["profile"] = profile_updates(sample, step, args.profile_updates)
     return {"batch_size": batch_size, "params": sum(p.numel() for p in agent.parameters()),
             **spent}
 
@@ -222,6 +261,8 @@ def run_d3rlpy(algo: str, data: dict[str, np.ndarray], args: argparse.Namespace)
         def sample():
             return dataset.sample_transition_batch(config.batch_size)
     spent = time_updates(sample, agent.update, args.warmup, args.updates)
+    if args.profile:
+        spent["profile"] = profile_updates(sample, agent.update, args.profile_updates)
     params = {id(p): p.numel() for module in agent.impl.modules.get_torch_modules().values()
               for p in module.parameters()}
     return {"batch_size": config.batch_size, "params": sum(params.values()),
@@ -267,6 +308,30 @@ def report(ours: dict, peer: dict | str, args: argparse.Namespace) -> None:
         print(f"| {LABELS[algo]} | {mine['batch_size']} | {params} | " + " | ".join(cells) + " |")
     if not two:
         print(f"\n{peer}")
+    if args.profile:
+        for algo in args.algos:
+            report_profile(algo, ours[algo]["profile"], peer[algo]["profile"] if two else None,
+                           args.profile_updates)
+
+
+def report_profile(algo: str, mine: dict, theirs: dict | None, updates: int) -> None:
+    """One side-by-side table of the shares of self CPU time (%) of ``profile_updates``."""
+    sides = [mine] if theirs is None else [mine, theirs]
+    ops = ["matmul"]
+    for side in sides:
+        ops += [op for op in side["shares"] if op not in ops][:TOP_OPS]
+    print(f"\n{LABELS[algo]}: % of self CPU time over {updates} profiled updates\n")
+    print("| op group | deeprl % |" + (" d3rlpy % |" if theirs else ""))
+    print("| --- " * (1 + len(sides)) + "|")
+    for op in ops:
+        print(f"| {op} | " + " | ".join(f"{side['shares'].get(op, 0.0):.1f}" for side in sides)
+              + " |")
+    rest = [100 - sum(side["shares"].get(op, 0.0) for op in ops) for side in sides]
+    print("| all other ops | " + " | ".join(f"{r:.1f}" for r in rest) + " |")
+    for key, label, form in (("ms", "ops' self CPU ms / update", ".1f"),
+                             ("wall_ms", "wall ms / update", ".1f"),
+                             ("gflop", "matmul GFLOP / update", ".3g")):
+        print(f"| {label} | " + " | ".join(f"{side[key]:{form}}" for side in sides) + " |")
 
 
 def main() -> None:
@@ -279,10 +344,15 @@ def main() -> None:
     parser.add_argument("--peer-python", default="/work/venvs/d3rlpy/bin/python",
                         help="python of a venv with d3rlpy 2.8.1; 'none' skips the peer")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds for the peer")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile more updates per algorithm and print each op's share")
+    parser.add_argument("--profile-updates", type=int, default=20,
+                        help="updates profiled per algorithm with --profile")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # d3rlpy's side, as JSON
     args = parser.parse_args()
-    if min(args.updates, args.threads, args.steps) < 1 or args.warmup < 0:
-        parser.error("--updates, --threads and --steps must be at least 1, --warmup at least 0")
+    if min(args.updates, args.threads, args.steps, args.profile_updates) < 1 or args.warmup < 0:
+        parser.error("--updates, --threads, --steps and --profile-updates must be at least 1, "
+                     "--warmup at least 0")
     if args.worker:
         worker = argparse.Namespace(**json.loads(args.worker))
         torch.set_num_threads(worker.threads)
