@@ -77,13 +77,13 @@ def install_clocks(args: argparse.Namespace, found: dict) -> None:
     CartPoleEnv.step = timed_step
 
 
-def counted(fn, found: dict, modules):
-    """``fn`` counting its calls; the first one records the parameters of ``modules(args)``."""
+def counted(fn, found: dict, parts):
+    """``fn`` counting its calls; the first one records the parameter counts of ``parts(args)``
+    (world model, actor, critic: an iterable of parameters each)."""
 
     def wrapper(*fn_args, **kwargs):
         if not found["updates"]:
-            found["params"] = [sum(p.numel() for p in module.parameters()) / 1e6
-                               for module in modules(fn_args)]
+            found["params"] = [sum(p.numel() for p in params) / 1e6 for params in parts(fn_args)]
         found["updates"] += 1
         return fn(*fn_args, **kwargs)
 
@@ -137,20 +137,20 @@ def run_worker(args: argparse.Namespace) -> dict:
         from deeprl.agents.dreamer import Dreamer
         from deeprl.train.cli import main
 
-        def modules(call_args):  # train_step(self, batch): the world model, actor and critic
+        def parts(call_args):  # train_step(self, batch): the world model, actor and critic
             agent = call_args[0]
-            model = torch.nn.ModuleList([agent.encoder, agent.rssm, agent.decoder,
-                                         agent.reward_head, agent.cont_head])
-            return model, agent.actor_critic.actor, agent.actor_critic.critic
+            return (agent.model_params, agent.actor_critic.actor.parameters(),
+                    agent.actor_critic.critic.parameters())
 
-        Dreamer.train_step = counted(Dreamer.train_step, found, modules)
+        Dreamer.train_step = counted(Dreamer.train_step, found, parts)
         main(deeprl_overrides(args, os.path.join(os.getcwd(), "deeprl")))
     else:
         from sheeprl.algos.dreamer_v3 import dreamer_v3
         from sheeprl.cli import run
 
         # train(fabric, world_model, actor, critic, ...), as the main loop calls it
-        dreamer_v3.train = counted(dreamer_v3.train, found, lambda a: a[1:4])
+        dreamer_v3.train = counted(dreamer_v3.train, found,
+                                   lambda a: [module.parameters() for module in a[1:4]])
         sys.argv = ["sheeprl", *sheeprl_overrides(args, args.preset)]
         run()
     return found
