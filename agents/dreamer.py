@@ -270,8 +270,10 @@ class Dreamer(Agent):
         prev = RSSMState(state["deter"], state["stoch"], state["stoch"],
                          self._core_from_state(state))
         embed = self.rssm.project_embed(self.encoder({OBS_KEY: obs}))
-        post = self.rssm.posterior_step(prev, state["action"], embed, is_first,
-                                        sample=not deterministic)
+        # The latent is sampled in both modes: the actor only ever trained on sampled latents
+        # (an argmax of 32 categoricals is a state it never saw), and danijar/dreamerv3's eval
+        # policy samples it too. ``deterministic`` takes the actor's mode.
+        post = self.rssm.posterior_step(prev, state["action"], embed, is_first)
         action = self.actor_critic.actor(self.rssm.features(post.deter, post.stoch),
                                          sample=not deterministic)
         if not self.discrete:

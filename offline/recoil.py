@@ -15,10 +15,12 @@ S and one from E; with twin critics Q_i, their Polyak targets Qbar_i and a value
             y   = -2 + gamma (1 - d) V_new(s') + gamma d (-200);
     (4) Polyak averaging of the critics (tau).
 
-The policy is a Gaussian with an unsquashed mean and a state-independent std, its learning rate
-cosine-decayed. The paper's MuJoCo protocol: E = the first 1000 transitions (one trajectory) of
-an expert dataset (``expert_transitions``); S = the run's dataset, e.g. a random dataset plus K
-expert trajectories (K = 200; walker2d 100, after SMODICE). The expert data is the dataset
+The policy is IQL's: a Gaussian (the distribution not tanh-squashed) with mean tanh(f(s)) and a
+state-independent std, its learning rate cosine-decayed (the authors' code builds IQL's
+``NormalTanhPolicy`` with ``tanh_squash_distribution=False``, which still squashes the mean).
+The paper's MuJoCo protocol: E = the first 1000 transitions (one trajectory) of an expert dataset
+(``expert_transitions``); S = the run's dataset, e.g. a random dataset plus K expert
+trajectories (K = 200; walker2d 100, after SMODICE). The expert data is the dataset
 config ``agent.expert`` (what ``dataset=`` takes: ``'++agent.expert={name: d4rl, path: ...}'``;
 Hydra wants ``++`` to replace a dict), read at the first update and again on resume, never
 checkpointed.
@@ -125,7 +127,7 @@ class ReCOIL(AWRValueAgent):
     ) -> None:
         super().__init__(spec, num_envs, device, total_steps)
         self.config = config or ReCOILConfig()
-        self.build_nets(tanh_mean=False)
+        self.build_nets()
         self.expert_buffer: Buffer | None = None  # set by set_expert or read from cfg.expert
 
     def set_expert(self, buffer: Buffer) -> None:

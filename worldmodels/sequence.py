@@ -322,12 +322,17 @@ class KVCache(NamedTuple):
     start: Tensor | None = None
 
 
-def _rotary(x: Tensor, positions: Tensor) -> Tensor:
-    """Rotary position embedding of x (batch, heads, L, head_dim) at absolute ``positions`` (L,)."""
-    half = x.shape[-1] // 2
-    freqs = 10000.0 ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+def _rotary_angles(positions: Tensor, head_dim: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """cos and sin (L, head_dim // 2) of the rotary angles at absolute ``positions`` (L,)."""
+    half = head_dim // 2
+    freqs = 10000.0 ** (-torch.arange(half, device=positions.device, dtype=torch.float32) / half)
     angles = positions.to(torch.float32).unsqueeze(-1) * freqs
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def _rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary position embedding of x (..., L, head_dim) with ``_rotary_angles``' cos, sin."""
+    half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -349,16 +354,23 @@ class _TransformerLayer(nn.Module):
         self.fc2 = nn.Linear(4 * d_model, d_model, **factory)
 
     def forward(self, x: Tensor, keys: Tensor, values: Tensor, position: int,
-                query_start: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        """query_start: None, or per row and query (batch, L or 1) the first key position that
-        query may attend to (its episode's start)."""
+                rope: tuple[Tensor, Tensor], query_start: Tensor | None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        """position: the first query's absolute step; rope: ``_rotary_angles`` of the queries'
+        steps (the same in every layer, so computed once per call); query_start: None, or per
+        row and query (batch, L or 1) the first key position that query may attend to (its
+        episode's start)."""
         batch, length, width = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.n_heads, -1).permute(
+        qkv = self.qkv(self.norm1(x)).view(batch, length, 3, self.n_heads, -1).permute(
             2, 0, 3, 1, 4)
+        q, k = _rotary(qkv[:2], *rope)  # q and k rotated in one pass
+        v = qkv[2]
         positions = torch.arange(position, position + length, device=x.device)
-        q, k = _rotary(q, positions), _rotary(k, positions)
         cached = keys.shape[2]
-        keys, values = torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2)
+        if cached:
+            keys, values = torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2)
+        else:
+            keys, values = k, v
         if query_start is None and cached == 0 and (self.window is None or length <= self.window):
             attended = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
         else:
@@ -422,15 +434,16 @@ class TransformerModel(SequenceModel):
             state = self.initial_state(batch, x.device, x.dtype)
         self._check_state(state, batch)
         query_start = None if state.start is None else state.start.unsqueeze(1)
+        steps = torch.arange(state.position, state.position + length, device=x.device)
         if reset is not None:
             check_reset(reset, (batch, length), "TransformerModel")
-            steps = torch.arange(state.position, state.position + length, device=x.device)
             before = steps.new_zeros(batch, 1) if query_start is None else query_start
             # Each query's episode starts at the latest reset at or before it.
             query_start = torch.where(reset, steps, before).cummax(dim=1).values
+        rope = _rotary_angles(steps, self.d_model // self.n_heads, x.dtype)
         keys, values = [], []
         for layer, k, v in zip(self.layers, state.keys, state.values, strict=True):
-            x, k, v = layer(x, k, v, state.position, query_start)
+            x, k, v = layer(x, k, v, state.position, rope, query_start)
             keys.append(k)
             values.append(v)
         start = None if query_start is None else query_start[:, -1]
