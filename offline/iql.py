@@ -78,14 +78,13 @@ class AWRValueAgent(OfflineAgent):
     (no target), a :class:`GaussianActor` trained by AWR with a cosine-decayed learning rate.
     Their ``train_step`` differ in V's loss, Q's loss and the order of the three updates."""
 
-    def build_nets(self, tanh_mean: bool = True, value_layer_norm: bool = False) -> None:
+    def build_nets(self, value_layer_norm: bool = False) -> None:
         """The networks and their Adam optimizers (``config.actor_lr``, ``q_lr``, ``v_lr``); Q's
         and V's outputs are ``config.critic``'s value head."""
         cfg = self.config
         self.head = make_value_head(**vars(cfg.critic))
         n = self.head.num_outputs
-        self.actor = GaussianActor(self.obs_dim, self.act_dim, cfg.hidden_sizes,
-                                   tanh_mean=tanh_mean)
+        self.actor = GaussianActor(self.obs_dim, self.act_dim, cfg.hidden_sizes)
         self.critic = TwinQ(self.obs_dim, self.act_dim, cfg.hidden_sizes, n)
         self.critic_target = copy.deepcopy(self.critic)
         self.value = ValueNetwork(self.obs_dim, cfg.hidden_sizes, n, value_layer_norm)

@@ -37,6 +37,21 @@ def tiny_agent(env_name: str, num_envs: int = 2, **overrides) -> tuple[Dreamer, 
     return Dreamer(env.spec, num_envs, config=config), env
 
 
+def test_deterministic_acting_samples_the_latent_and_takes_the_actions_mode():
+    """The actor only trains on sampled latents, so acting samples the latent in both modes;
+    ``deterministic`` only takes the action's mode (the same draw gives the same action)."""
+    agent, env = tiny_agent("cartpole")
+    obs = env.reset(seed=0)
+    with torch.inference_mode():
+        draws = []
+        for seed in (1, 2, 1):
+            torch.manual_seed(seed)
+            draws.append(agent.act(obs, agent.initial_state(2), None, deterministic=True))
+    (a1, _, s1), (_, _, s2), (a3, _, s3) = draws
+    assert not torch.equal(s1["stoch"], s2["stoch"])  # untrained posterior: near-uniform draws
+    assert torch.equal(s1["stoch"], s3["stoch"]) and torch.equal(a1, a3)
+
+
 def test_actor_and_critic_widths_follow_the_size_preset_unless_set():
     agent, _ = tiny_agent("cartpole", imagination={"horizon": 5, "num_bins": 15})
     assert (agent.actor_critic.cfg.actor_units, agent.actor_critic.cfg.critic_layers) == (32, 1)

@@ -365,7 +365,6 @@ class _TransformerLayer(nn.Module):
             2, 0, 3, 1, 4)
         q, k = _rotary(qkv[:2], *rope)  # q and k rotated in one pass
         v = qkv[2]
-        positions = torch.arange(position, position + length, device=x.device)
         cached = keys.shape[2]
         if cached:
             keys, values = torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2)
@@ -374,6 +373,7 @@ class _TransformerLayer(nn.Module):
         if query_start is None and cached == 0 and (self.window is None or length <= self.window):
             attended = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
         else:
+            positions = torch.arange(position, position + length, device=x.device)
             key_positions = torch.arange(position - cached, position + length, device=x.device)
             lag = positions.unsqueeze(1) - key_positions
             mask = lag >= 0

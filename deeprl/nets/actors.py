@@ -8,8 +8,7 @@ All of them act in the normalised action box [-1, 1]^d; the agent maps that to t
     pi(a|s) = N(tanh(f(s)), diag(exp(log_std))) with a state-independent, learned log-std
     clipped to [log_std_min, log_std_max]: the AWR policy of IQL (Kostrikov et al. 2022; CORL's
     ``GaussianPolicy``), also used by XQL and f-DVL (their JAX code: ``NormalTanhPolicy`` with
-    ``tanh_squash_distribution=False``, i.e. a tanh on the mean only); ``tanh_mean=False`` gives
-    ReCOIL's Gaussian with an unsquashed mean.
+    ``tanh_squash_distribution=False``, i.e. a tanh on the mean only), and ReCOIL.
 ``TanhGaussianActor``
     a = tanh(u), u ~ N(mu(s), exp(log_std(s))) with log_std = m * raw(s) + c (m, c learned scalars,
     initialised 1 and -1) clipped to [-20, 2]: CQL's policy (Kumar et al. 2020; CORL's
@@ -48,19 +47,15 @@ class GaussianActor(nn.Module):
         hidden: Sequence[int],
         log_std_min: float = -20.0,
         log_std_max: float = 2.0,
-        tanh_mean: bool = True,
     ) -> None:
         super().__init__()
         self.net = mlp(obs_dim, hidden, act_dim, activation="relu")
         self.log_std = nn.Parameter(torch.zeros(act_dim))
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
-        self.tanh_mean = tanh_mean
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (B, act_dim) and log-std (act_dim,)."""
-        mean = self.net(obs)
-        mean = torch.tanh(mean) if self.tanh_mean else mean
-        return mean, self.log_std.clamp(self.log_std_min, self.log_std_max)
+        return torch.tanh(self.net(obs)), self.log_std.clamp(self.log_std_min, self.log_std_max)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """log pi(a|s) (B,) of actions (B, act_dim) in [-1, 1]."""
