@@ -13,8 +13,10 @@
    - ReCOIL by the paper's protocol (after SMODICE): the expert set E is one expert trajectory
      (the first episode of the expert file: 199 transitions, Pendulum's 200th step being a
      time-limit step that D4RL's ``qlearning_dataset`` rule leaves out); the suboptimal set S is
-     the random dataset plus K further expert trajectories (episodes 1..K of the expert file,
-     none of them E's), written to ``<out>/datasets/pendulum-random+expert<K>.hdf5``. Default
+     the random dataset plus the first K expert trajectories (episodes 0..K-1 of the expert file,
+     so E's own trajectory is in S, as in SMODICE's and ReCOIL's sets: both take E and S's
+     expert part from the head of the same expert-v2 file), written to
+     ``<out>/datasets/pendulum-random+first<K>expert.hdf5``. Default
      K: 20% of the random set's episodes, the paper's ratio (K = 200 beside D4RL's 1M-step,
      about 1000-episode random sets); 100 with the default budgets. ReCOIL uses no rewards;
    - only when named in ``--agents`` (issue 15): DT and MO-DT with its ablations on medium-replay
@@ -149,7 +151,7 @@ def make_datasets(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def make_recoil_sets(files: dict[str, Path], k: int | None) -> tuple[Path, int, int]:
-    """S = random + expert episodes 1..K (file); E = the expert file's first episode.
+    """S = random + expert episodes 0..K-1 (file); E = the expert file's first episode.
 
     Returns:
         (S's path, K, E's transition count for ``agent.expert_transitions``).
@@ -159,18 +161,18 @@ def make_recoil_sets(files: dict[str, Path], k: int | None) -> tuple[Path, int, 
     episodes = episode_bounds(expert)
     if k is None:
         k = max(1, round(RECOIL_EXPERT_FRACTION * len(episode_bounds(random))))
-    if k + 1 > len(episodes):
+    if k > len(episodes):
         raise SystemExit(f"--recoil-k {k}: the expert file holds only {len(episodes)} episodes")
     start, end = episodes[0]
     # D4RL's rule leaves a timeout step out (no transition joins two episodes)
     expert_transitions = end - start - int(bool(expert["timeouts"][end - 1]))
-    upto = episodes[k][1]
-    path = files["random"].with_name(f"pendulum-random+expert{k}.hdf5")
+    upto = episodes[k - 1][1]
+    path = files["random"].with_name(f"pendulum-random+first{k}expert.hdf5")
     if not path.exists():
-        data = {key: np.concatenate([random[key], expert[key][episodes[1][0]:upto]])
+        data = {key: np.concatenate([random[key], expert[key][:upto]])
                 for key in random}
         kept = {key: metadata[key] for key in METADATA_KEYS if key in metadata}
-        write_d4rl(path, data, {**kept, "kind": f"random+expert{k}"})
+        write_d4rl(path, data, {**kept, "kind": f"random+first{k}expert"})
     return path, k, expert_transitions
 
 
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     # Jobs: (name, agent, dataset label, file, overrides). CQL, by far the slowest per update,
     # last: a run cut short by a deadline has the rest
     jobs = [("bc", "bc", "medium", files["medium"], ()), *replay[:-1],
-            ("recoil", "recoil", f"random+expert{k}", recoil_data,
+            ("recoil", "recoil", f"random+first{k}expert", recoil_data,
              (expert_set, f"agent.expert_transitions={expert_transitions}")),
             *dt_family, replay[-1]]
     chosen = {td3bc if a == "td3bc" else a for a in args.agents}

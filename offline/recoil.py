@@ -8,7 +8,8 @@ data, S: suboptimal data) through the dual, with no discriminator. Each step dra
 S and one from E; with twin critics Q_i, their Polyak targets Qbar_i and a value network V:
 
     (1) V on S by XQL's Gumbel (reverse-KL) loss of z = (min_i Qbar_i(s, a) - V(s)) / lambda,
-        clipped at max_clip (:func:`deeprl.offline.xql.gumbel_loss`);
+        clipped at max_clip (:func:`deeprl.offline.xql.gumbel_loss`), rescaled by e^(-m) with m
+        the largest z over S and E together;
     (2) the AWR actor on S: E_S[-min(exp(t (min_i Qbar_i(s, a) - V_new(s))), 100) log pi(a|s)];
     (3) Q_i by an LSIQ-style bounded regression (plain squared error):
             L_Q = E_E[ 1/2 (Q_i(s, a) - 200)^2 ] + E_S[ 1/2 (Q_i(s, a) - y)^2 ],
@@ -19,8 +20,9 @@ The policy is IQL's: a Gaussian (the distribution not tanh-squashed) with mean t
 state-independent std, its learning rate cosine-decayed (the authors' code builds IQL's
 ``NormalTanhPolicy`` with ``tanh_squash_distribution=False``, which still squashes the mean).
 The paper's MuJoCo protocol: E = the first 1000 transitions (one trajectory) of an expert dataset
-(``expert_transitions``); S = the run's dataset, e.g. a random dataset plus K expert
-trajectories (K = 200; walker2d 100, after SMODICE). The expert data is the dataset
+(``expert_transitions``); S = the run's dataset, e.g. a random dataset plus the first K
+trajectories of the same expert dataset, E's own included (K = 200; walker2d 100, after
+SMODICE). The expert data is the dataset
 config ``agent.expert`` (what ``dataset=`` takes: ``'++agent.expert={name: d4rl, path: ...}'``;
 Hydra wants ``++`` to replace a dict), read at the first update and again on resume, never
 checkpointed.
@@ -152,12 +154,16 @@ class ReCOIL(AWRValueAgent):
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, head = self.config, self.head
         obs, action = batch["obs"], batch["action"]
+        expert_obs, expert_action = batch["expert_obs"], batch["expert_action"]
         with torch.no_grad():
             target_q = self.critic_target.min_value(obs, action, head)
+            expert_diff = (self.critic_target.min_value(expert_obs, expert_action, head)
+                           - head.value(self.value(expert_obs)))
 
-        # (1) V on the suboptimal set
-        v_loss = gumbel_loss(target_q - head.value(self.value(obs)), cfg.temp,
-                             cfg.max_clip)["loss"]
+        # (1) V on the suboptimal set, rescaled by the largest z of both sets as the authors'
+        # code does (its loss runs over the concatenated batch and keeps the suboptimal half)
+        v_loss = gumbel_loss(target_q - head.value(self.value(obs)), cfg.temp, cfg.max_clip,
+                             rescale_only=expert_diff)["loss"]
         self.optimize("value", v_loss)
 
         # (2) AWR actor on the suboptimal set with the new V
@@ -167,7 +173,7 @@ class ReCOIL(AWRValueAgent):
         actor = self.awr_actor_step(obs, action, target_q - v, cfg.temperature)
 
         # (3) Q: expert state-actions to 200, suboptimal ones to the reward-free backup
-        expert_q = self.critic(batch["expert_obs"], batch["expert_action"])
+        expert_q = self.critic(expert_obs, expert_action)
         suboptimal_q = self.critic(obs, action)
         terms = [recoil_q_loss(e, s, next_v, batch["mask"], cfg.gamma, head.loss)
                  for e, s in zip(expert_q, suboptimal_q, strict=True)]

@@ -51,16 +51,23 @@ class XQLConfig:
 
 
 def gumbel_loss(
-    diff: torch.Tensor, beta: float, max_clip: float | None = None
+    diff: torch.Tensor,
+    beta: float,
+    max_clip: float | None = None,
+    rescale_only: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """XQL's Gumbel regression loss on diff = Q - V (B,), rescaled by e^(-m) (see the module
     docstring): {"loss": E[e^(z - m) - z e^(-m) - e^(-m)], "z_max": m} with z = diff / beta.
     For m = 0 this is E[e^z - z - 1]; the gradient in V is e^(-m) times that of the plain loss.
+    ``rescale_only`` (B2,): further differences that count in m but not in the mean (ReCOIL
+    takes m over its suboptimal and expert halves, the loss over the suboptimal one).
     """
-    z = diff / beta
-    if max_clip is not None:
-        z = z.clamp(max=max_clip)
-    m = z.max().clamp(min=-1.0).detach()
+    def scaled(d: torch.Tensor) -> torch.Tensor:
+        return (d / beta).clamp(max=max_clip) if max_clip is not None else d / beta
+
+    z = scaled(diff)
+    m = z.max() if rescale_only is None else torch.maximum(z.max(), scaled(rescale_only).max())
+    m = m.clamp(min=-1.0).detach()
     scale = torch.exp(-m)
     loss = torch.exp(z - m) - z * scale - scale
     return {"loss": loss.mean(), "z_max": m}

@@ -13,6 +13,7 @@ from conftest import run_cli
 from deeprl.datasets import load_dataset
 from deeprl.offline.d4rl import read_metadata
 from deeprl.offline.generate import KINDS, generate, main
+from deeprl.train.eval_cli import evaluate_saved
 
 h5py = pytest.importorskip("h5py")
 pytest.importorskip("minari")
@@ -92,6 +93,10 @@ def test_offline_cli_run_on_a_generated_file(generated, tmp_path):
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines if "eval/normalized_score" in line] == [25, 50]
     assert "normalized score" in result.stdout + result.stderr
+    # deeprl-eval repeats the final evaluation, normalized score included (the run's dataset)
+    report = evaluate_saved(run_dir, out=tmp_path / "again.json")
+    assert report["normalized_score"] == pytest.approx(final["normalized_score"])
+    assert report["normalized_score_std"] == pytest.approx(final["normalized_score_std"])
 
 
 def test_generator_refuses_to_write_over(generated, capsys):

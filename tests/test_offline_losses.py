@@ -95,6 +95,20 @@ def test_xql_gumbel_loss_is_rescaled_and_clipped():
     assert diff.grad.tolist() == pytest.approx([0.0, (E - 1) / E / 2])
 
 
+def test_gumbel_loss_rescales_by_a_second_set_without_averaging_it():
+    # ReCOIL: z = (0,) on the suboptimal half, (3, 10) on the expert half clipped at 2: m = 2,
+    # the loss averages the suboptimal half only: e^(0-2) - 0 - e^-2 = 0
+    terms = gumbel_loss(t(0.0), beta=1.0, max_clip=2.0, rescale_only=t(3.0, 10.0))
+    assert terms["z_max"].item() == pytest.approx(2.0)
+    assert terms["loss"].item() == pytest.approx(0.0, abs=1e-7)
+    # z = (1,), m = 2: e^-1 - e^-2 - e^-2, and the gradient e^-2 (e^1 - 1)
+    diff = t(1.0).requires_grad_()
+    terms = gumbel_loss(diff, beta=1.0, rescale_only=t(2.0, -5.0))
+    assert terms["loss"].item() == pytest.approx(E**-1 - 2 * E**-2, rel=1e-6)
+    terms["loss"].backward()
+    assert diff.grad.item() == pytest.approx(E**-2 * (E - 1), rel=1e-6)
+
+
 def test_fdvl_value_losses_match_the_official_code():
     diff = t(2.0, -1.0, -6.0)
     # chi-square: 0.5 max(x + x^2/4, 0) - 0.5 x = (1.5 - 1, 0 + 0.5, 1.5 + 3)

@@ -41,6 +41,20 @@ def _locate(path: Path) -> tuple[Path, dict[str, Any]]:
     return path, {}
 
 
+def _dataset_normalizer(run: dict[str, Any]) -> Any:
+    """The score map of the dataset an offline run trained on (None: no dataset, or none
+    defined); the dataset is read again, as the trainer reads it on resume."""
+    if not run.get("dataset"):
+        return None
+    from deeprl.datasets import load_dataset
+
+    try:
+        return load_dataset(dict(run["dataset"]), torch.device("cpu")).normalizer
+    except UserError as exc:
+        print(f"{PROG}: no normalized score: {exc}", file=sys.stderr)
+        return None
+
+
 def evaluate_saved(
     path: str | Path,
     episodes: int | None = None,
@@ -91,6 +105,10 @@ def evaluate_saved(
         agent=str(file), seed=seed, deterministic=deterministic, eval_envs=eval_envs,
         counters=header["counters"],
     )
+    normalizer = _dataset_normalizer(run)
+    if normalizer is not None:  # an offline run: the dataset's score map, as in eval.json
+        report["normalized_score"] = normalizer(report["return_mean"])
+        report["normalized_score_std"] = report["return_std"] * abs(normalizer.slope)
     name = f"eval_seed{seed}_{episodes}ep{'' if deterministic else '_stochastic'}"
     stem = str(path / name if path.is_dir() else file.with_name(f"{file.stem}.{name}"))
     if video:
@@ -137,9 +155,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         sys.exit(130)
+    score = (f" | normalized score {report['normalized_score']:.1f} +- "
+             f"{report['normalized_score_std']:.1f}" if "normalized_score" in report else "")
     print(
         f"{PROG}: return {report['return_mean']:.2f} +- {report['return_std']:.2f} over "
-        f"{report['episodes']} episodes (seed {report['seed']}) -> {report['out']}"
+        f"{report['episodes']} episodes (seed {report['seed']}){score} -> {report['out']}"
     )
 
 
