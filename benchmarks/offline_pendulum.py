@@ -161,8 +161,8 @@ def make_recoil_sets(files: dict[str, Path], k: int | None) -> tuple[Path, int, 
     episodes = episode_bounds(expert)
     if k is None:
         k = max(1, round(RECOIL_EXPERT_FRACTION * len(episode_bounds(random))))
-    if k > len(episodes):
-        raise SystemExit(f"--recoil-k {k}: the expert file holds only {len(episodes)} episodes")
+    if not 1 <= k <= len(episodes):
+        raise SystemExit(f"--recoil-k {k}: give 1 to {len(episodes)} (the expert file's episodes)")
     start, end = episodes[0]
     # D4RL's rule leaves a timeout step out (no transition joins two episodes)
     expert_transitions = end - start - int(bool(expert["timeouts"][end - 1]))

@@ -18,8 +18,9 @@ from omegaconf import OmegaConf
 
 from deeprl.agent import load_agent, read_agent_header
 from deeprl.errors import UserError
+from deeprl.eval.normalize import Affine
 from deeprl.io import write_json_atomic
-from deeprl.train.policy_eval import EVAL_SEED_OFFSET, evaluate_policy
+from deeprl.train.policy_eval import EVAL_SEED_OFFSET, add_normalized_score, evaluate_policy
 
 PROG = "deeprl-eval"
 
@@ -41,7 +42,7 @@ def _locate(path: Path) -> tuple[Path, dict[str, Any]]:
     return path, {}
 
 
-def _dataset_normalizer(run: dict[str, Any]) -> Any:
+def _dataset_normalizer(run: dict[str, Any]) -> Affine | None:
     """The score map of the dataset an offline run trained on (None: no dataset, or none
     defined); the dataset is read again, as the trainer reads it on resume."""
     if not run.get("dataset"):
@@ -107,8 +108,7 @@ def evaluate_saved(
     )
     normalizer = _dataset_normalizer(run)
     if normalizer is not None:  # an offline run: the dataset's score map, as in eval.json
-        report["normalized_score"] = normalizer(report["return_mean"])
-        report["normalized_score_std"] = report["return_std"] * abs(normalizer.slope)
+        add_normalized_score(report, normalizer)
     name = f"eval_seed{seed}_{episodes}ep{'' if deterministic else '_stochastic'}"
     stem = str(path / name if path.is_dir() else file.with_name(f"{file.stem}.{name}"))
     if video:

@@ -14,6 +14,7 @@ import torch
 from deeprl.agent import Agent, reward_observer
 from deeprl.envs.base import VectorEnv
 from deeprl.envs.spec import Box
+from deeprl.eval.normalize import Affine
 
 #: The trainer evaluates with seed ``cfg.seed + EVAL_SEED_OFFSET``, so evaluation episodes never
 #: share reset seeds with training episodes; ``deeprl-eval`` uses the same default.
@@ -129,3 +130,10 @@ def evaluate_policy(
     if flat_success:
         report["success_rate"] = sum(flat_success) / len(flat_success)
     return report
+
+
+def add_normalized_score(report: dict, normalizer: Affine) -> None:
+    """Add ``normalized_score`` and ``normalized_score_std`` (the dataset's score map, e.g.
+    D4RL's) to an :func:`evaluate_policy` report, in place."""
+    report["normalized_score"] = normalizer(report["return_mean"])
+    report["normalized_score_std"] = report["return_std"] * abs(normalizer.slope)

@@ -38,7 +38,7 @@ from deeprl.errors import UserError
 from deeprl.io import load_checkpoint, save_checkpoint, write_json_atomic
 from deeprl.logging import RunLogger, format_duration
 from deeprl.train import distributed
-from deeprl.train.policy_eval import EVAL_SEED_OFFSET, evaluate_policy
+from deeprl.train.policy_eval import EVAL_SEED_OFFSET, add_normalized_score, evaluate_policy
 from deeprl.train.sources import OfflineSource, OnlineSource
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -258,8 +258,7 @@ class Trainer:
         )
         report["step"] = step
         if self.normalizer is not None:
-            report["normalized_score"] = self.normalizer(report["return_mean"])
-            report["normalized_score_std"] = report["return_std"] * abs(self.normalizer.slope)
+            add_normalized_score(report, self.normalizer)
         logger.eval_done(step, report, time.perf_counter() - started)
         if self.best is None or report["return_mean"] > self.best["return_mean"]:
             self.best = {k: report[k] for k in ("return_mean", "return_std", "step")}
