@@ -49,13 +49,14 @@ def test_same_seed_same_metrics(tmp_path):
 
 
 RESUME_CASES = {
-    # on-policy, torch-native env state restored exactly
-    "ppo": ["seed=5", "env=pendulum", "train.total_steps=40960", "train.eval_every=8192",
-            "train.log_every=2048"],
+    # on-policy, torch-native env state restored exactly; a log line every half rollout (2048
+    # steps) repeats the last update's metrics, so the stop falls between an update and a log
+    "ppo": ["seed=5", "env=pendulum", "train.total_steps=20480", "train.eval_every=4096",
+            "train.log_every=1024"],
     # off-policy: the replay buffer must come back intact
     "sac": ["seed=5", "agent=sac", "env=pendulum", "agent.learning_starts=500",
-            "agent.batch_size=64", "agent.hidden_sizes=[64,64]", "train.total_steps=4000",
-            "train.eval_every=2000", "train.log_every=250", "train.eval_episodes=2"],
+            "agent.batch_size=64", "agent.hidden_sizes=[64,64]", "train.total_steps=2000",
+            "train.eval_every=1000", "train.log_every=250", "train.eval_episodes=2"],
 }
 
 

@@ -173,6 +173,9 @@ class Trainer:
         self.last_eval: dict | None = None
         self.best: dict | None = None  # the best evaluation so far: return_mean/std, step
         self.learned = False  # whether the agent has made an update yet
+        # The last update's metrics, logged at every log step until the next update (so
+        # checkpointed: a resume between an update and the next log line logs the same).
+        self.update_metrics: dict[str, float | torch.Tensor] = {}
         self.stopped_by: int | None = None  # the signal that interrupted train(), if any
         self.wandb_id: str | None = None  # the W&B run this run logs to (logger=wandb)
         # Setup succeeded: from here on the directory holds this run.
@@ -200,7 +203,8 @@ class Trainer:
             "source": self.source.state_dict(),
             # last_eval: a run killed after its final checkpoint still writes eval.json on resume
             "progress": {"learned": self.learned, "best": self.best, "last_eval": self.last_eval,
-                         "wandb_id": self.wandb_id},
+                         "wandb_id": self.wandb_id,
+                         "update_metrics": {k: float(v) for k, v in self.update_metrics.items()}},
             "rng": {"torch": torch.get_rng_state()},
         }
         if self.source.persistent:
@@ -234,6 +238,7 @@ class Trainer:
         self.best = state["progress"]["best"]
         self.last_eval = state["progress"].get("last_eval")  # absent in older checkpoints
         self.wandb_id = state["progress"]["wandb_id"]
+        self.update_metrics = state["progress"].get("update_metrics", {})  # absent in older ones
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
@@ -365,16 +370,15 @@ class Trainer:
         logger = self._make_logger(total, start) if main else distributed.SilentLogger()
         logger.say(self._start_line(start, total))
         step = start
-        update_metrics: dict[str, float | torch.Tensor] = {}
         with _StopSignal() as stop:
             while step < total:
                 prev, step = step, self.source.advance() * self.world.size
                 metrics = self.agent.update(self.buffer, step)
                 if metrics is not None:
-                    update_metrics, self.learned = metrics, True
+                    self.update_metrics, self.learned = metrics, True
                 evaluate_now = _crossed(eval_every, prev, step) or step >= total
                 if main and (_crossed(log_every, prev, step) or evaluate_now):
-                    record = {f"train/{k}": float(v) for k, v in update_metrics.items()}
+                    record = {f"train/{k}": float(v) for k, v in self.update_metrics.items()}
                     record.update(self.source.pop_stats())
                     if evaluate_now:
                         report = self.run_evaluation(step, logger)
