@@ -41,7 +41,7 @@ def test_warp_backend_in_its_own_environment(tmp_path):
         shutil.rmtree(VENV, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
         _install(python, "torch==2.13.0")  # the CPU wheel, before anything can pull CUDA ones
-        _install(python, "-e", f"{ROOT}[warp]", "pytest")
+        _install(python, "-e", f"{ROOT}[warp]", "pytest", "pytest-xdist")  # pyproject's addopts
         READY.write_text(built_from)
     result = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
