@@ -1,4 +1,5 @@
-"""Offline RL on generated torch-native Pendulum datasets (issue 14's acceptance runs).
+"""Offline RL on generated torch-native Pendulum datasets (issue 14's acceptance runs), or on
+another task's with ``--env`` (``--env mujoco/hopper``: issues 14 and 15's Hopper tables).
 
 1. ``deeprl-dataset`` makes D4RL-recipe datasets once (random, medium, expert, medium-replay and
    medium-expert from the project's SAC; reference min/max scores in the files) under
@@ -16,7 +17,7 @@
      the random dataset plus the first K expert trajectories (episodes 0..K-1 of the expert file,
      so E's own trajectory is in S, as in SMODICE's and ReCOIL's sets: both take E and S's
      expert part from the head of the same expert-v2 file), written to
-     ``<out>/datasets/pendulum-random+first<K>expert.hdf5``. Default K = 200, the paper's
+     ``<out>/datasets/<task>-random+first<K>expert.hdf5``. Default K = 200, the paper's
      count (hopper, halfcheetah, ant; walker2d 100). With the default budgets (a 500-episode
      random set) that is 29% of S's transitions against 17% beside D4RL's 1M-step random sets;
      ``--recoil-k 100`` gives D4RL's share (docs/benchmarks.md has both). ReCOIL uses no
@@ -131,6 +132,11 @@ def episode_bounds(data: dict[str, np.ndarray]) -> list[tuple[int, int]]:
     return list(zip(np.concatenate([[0], ends[:-1]]).tolist(), ends.tolist(), strict=True))
 
 
+def file_prefix(env: str) -> str:
+    """deeprl-dataset's file prefix for an env config name: mujoco/hopper -> hopper."""
+    return env.rsplit("/", 1)[-1]
+
+
 def normalized(value: float, metadata: dict) -> float:
     low, high = float(metadata["ref_min_score"]), float(metadata["ref_max_score"])
     return 100 * (value - low) / (high - low)
@@ -139,11 +145,11 @@ def normalized(value: float, metadata: dict) -> float:
 def make_datasets(args: argparse.Namespace) -> dict[str, Path]:
     """The five D4RL-recipe files, generated unless all are present."""
     folder = args.out / "datasets"
-    files = {kind: folder / f"pendulum-{kind}.hdf5" for kind in KINDS}
+    files = {kind: folder / f"{file_prefix(args.env)}-{kind}.hdf5" for kind in KINDS}
     if all(path.exists() for path in files.values()):
         print(f"reusing the datasets in {folder}", flush=True)
         return files
-    command = [*cli("deeprl-dataset"), "--env", "pendulum", "--out", str(folder),
+    command = [*cli("deeprl-dataset"), "--env", args.env, "--out", str(folder),
                "--train-steps", str(args.sac_steps), "--dataset-steps", str(args.dataset_steps),
                "--score-episodes", str(args.score_episodes), "--seed", str(args.data_seed),
                "--overwrite"]
@@ -167,7 +173,8 @@ def make_recoil_sets(files: dict[str, Path], k: int) -> tuple[Path, int, int]:
     # D4RL's rule leaves a timeout step out (no transition joins two episodes)
     expert_transitions = end - start - int(bool(expert["timeouts"][end - 1]))
     upto = episodes[k - 1][1]
-    path = files["random"].with_name(f"pendulum-random+first{k}expert.hdf5")
+    prefix = files["random"].name.removesuffix("-random.hdf5")
+    path = files["random"].with_name(f"{prefix}-random+first{k}expert.hdf5")
     if not path.exists():
         data = {key: np.concatenate([random[key], expert[key][:upto]])
                 for key in random}
@@ -187,7 +194,7 @@ def train(args: argparse.Namespace, name: str, agent: str, label: str, dataset: 
     run_dir = args.out / "runs" / f"{name}-{label}-u{args.updates}-seed{seed}"
     result = run_dir / "eval.json"
     if not result.exists():
-        command = [*cli("deeprl-train"), f"agent={agent}", "env=pendulum", "dataset=d4rl",
+        command = [*cli("deeprl-train"), f"agent={agent}", f"env={args.env}", "dataset=d4rl",
                    f"dataset.path={dataset.resolve()}", f"seed={seed}",
                    f"train.total_steps={args.updates}", f"train.eval_every={args.eval_every}",
                    f"train.eval_episodes={args.eval_episodes}", "train.checkpoint_every=0",
@@ -209,6 +216,8 @@ def train(args: argparse.Namespace, name: str, agent: str, label: str, dataset: 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--env", default="pendulum",
+                   help="deeprl-dataset --env and the runs' env= (pendulum, mujoco/hopper, ...)")
     p.add_argument("--out", type=Path, default=Path("runs/offline_pendulum"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--updates", type=int, default=10_000, help="train.total_steps of each run")
@@ -259,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     medium, medium_meta = read_raw(files["medium"])
     returns = [float(medium["rewards"][a:b].sum()) for a, b in episode_bounds(medium)]
     behaviour = normalized(statistics.fmean(returns), medium_meta)
-    print(f"\nPendulum datasets: {args.out / 'datasets'} (references: random "
+    print(f"\n{args.env} datasets: {args.out / 'datasets'} (references: random "
           f"{float(medium_meta['ref_min_score']):.1f}, expert "
           f"{float(medium_meta['ref_max_score']):.1f}); {args.updates:,} updates per run, "
           f"{args.eval_episodes} eval episodes; ReCOIL: E = 1 expert trajectory "
