@@ -155,6 +155,10 @@ def make_datasets(args: argparse.Namespace) -> dict[str, Path]:
                "--overwrite"]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True, env=run_env())
+    missing = [str(path) for path in files.values() if not path.exists()]
+    if missing:  # a group config (dmc, atari) names its files after its task, not --env
+        raise SystemExit(f"--env {args.env}: deeprl-dataset wrote no {missing[0]}; give an env "
+                         f"config named as its files (pendulum, mujoco/<task>)")
     return files
 
 
@@ -217,7 +221,8 @@ def train(args: argparse.Namespace, name: str, agent: str, label: str, dataset: 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--env", default="pendulum",
-                   help="deeprl-dataset --env and the runs' env= (pendulum, mujoco/hopper, ...)")
+                   help="deeprl-dataset --env and the runs' env=: pendulum, mujoco/<task> "
+                        "(a config whose files take its name)")
     p.add_argument("--out", type=Path, default=Path("runs/offline_pendulum"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--updates", type=int, default=10_000, help="train.total_steps of each run")
