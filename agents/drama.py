@@ -60,6 +60,7 @@ from deeprl.nets.normalize import mean_over_ranks
 from deeprl.optim import LaProp
 from deeprl.worldmodels.drama import DramaState, DramaWorldModel
 from deeprl.worldmodels.mamba import KernelUnavailableError
+from deeprl.worldmodels.openloop import VIDEO_CONTEXT, VIDEO_SEQUENCES, video_grid
 from deeprl.worldmodels.sequence import SEQUENCE_MODELS
 
 
@@ -244,6 +245,25 @@ class Drama(Agent):
         return action, {}, next_state
 
     # ---- learning -------------------------------------------------------------------------------
+    def eval_media(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
+        """Image observations: ``open_loop``, the open-loop prediction
+        (:meth:`DramaWorldModel.open_loop`) of VIDEO_SEQUENCES replayed windows of
+        ``batch_length`` steps after VIDEO_CONTEXT observed ones. The windows are drawn
+        uniformly from a forked generator and read past the sampler, so training (the RNG,
+        DFS's visit counts) is the same with or without the video."""
+        length = self.config.batch_length
+        if len(self.spec.observation_space.shape) != 3 or buffer.size <= length:
+            return {}
+        uniform = UniformSampler()
+        uniform.bind(buffer)  # draws starts only: the buffer keeps its own sampler
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            start, env, _ = uniform.sample(VIDEO_SEQUENCES, length)
+            batch = buffer.read_sequences(start, env, length, allow_cross_episode=True)
+            frames = self.world_model.open_loop(batch["obs"], self.one_hot(batch["action"]),
+                                                batch["is_first"], min(VIDEO_CONTEXT, length - 1))
+        return {"open_loop": video_grid(batch["obs"], frames.float())}
+
     def make_buffer(self) -> ReplayBuffer:
         cfg = self.config
         sampler = (DFSSampler(cfg.dfs_tau, cfg.dfs_imagine_tau, cfg.imagine_batch / cfg.batch_size)

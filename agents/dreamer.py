@@ -74,7 +74,7 @@ from deeprl.worldmodels.dreamer_parts import (
     MultiEncoder,
     ValueMLPHead,
 )
-from deeprl.worldmodels.openloop import open_loop_video
+from deeprl.worldmodels.openloop import VIDEO_CONTEXT, VIDEO_SEQUENCES, open_loop_video
 from deeprl.worldmodels.rssm import RSSM, Observed, RSSMState, world_model_loss
 
 #: Size presets (the 2023 configs' small/medium/large/xlarge; XS is this library's half of S,
@@ -95,8 +95,6 @@ for _preset in SIZES.values():
 SEQUENCES = ("gru", "mamba2")
 PRECISIONS = ("fp32", "bf16")
 OBS_KEY = "obs"  # the single observation's key for the dict-based encoder and decoder
-# Open-loop videos at each evaluation: sequences and context frames of the 2023 report.
-VIDEO_SEQUENCES, VIDEO_CONTEXT = 6, 5
 
 
 @dataclass

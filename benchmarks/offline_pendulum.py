@@ -26,18 +26,22 @@ another task's with ``--env`` (``--env mujoco/hopper``: issues 14 and 15's Hoppe
      (``dt``; ``modt``, all three additions; ``modt-no-regions``, ``modt-no-states``,
      ``modt-no-returns``, each with one of ``agent.region_tokens``, ``agent.predict_states``,
      ``agent.predict_returns`` off), all at one small transformer size (``DT_SIZE``: embed 64,
-     2 layers, lr 1e-3, warm-up 200 updates) and with ``agent.target_return`` = the files'
-     expert reference score (DT's default, the best episode return in the dataset, is only
-     medium-replay's best early-SAC episode; CORL likewise conditions on expert-level per-task
-     constants).
+     2 layers, lr 1e-3, warm-up 200 updates) and with ``agent.target_return`` at the same
+     normalized level as CORL's per-task constant (``dt.py``: hopper 3600, halfcheetah 12000,
+     walker2d 5000, i.e. 111.2, 98.9 and 108.9 D4RL-normalized) on the files' reference scores,
+     or the expert reference score (100) for a task CORL has none for (Pendulum). DT's default,
+     the best episode return in the dataset, is only medium-replay's best early-SAC episode.
 3. Prints a markdown table of the final normalized scores (D4RL's
    100 * (R - random) / (expert - random) with the files' references): mean +- std over seeds
    and per seed, plus the behaviour policy's normalized score on medium, from the mean episode
    return of the medium file itself.
 
-Runs go to ``<out>/runs/<name>-<dataset>-u<updates>-seed<seed>`` (name: the ``--agents`` one,
-e.g. ``modt-no-states``); one with an ``eval.json`` is not run again, so an interrupted benchmark
-resumes by re-running the same command.
+``--set KEY=VALUE`` (repeatable) adds a Hydra override to every run, e.g. ``--agents recoil --set
+agent.temp=10`` for a sweep; the overrides become part of the run names.
+
+Runs go to ``<out>/runs/<name>-<dataset>-u<updates>[-<overrides>]-seed<seed>`` (name: the
+``--agents`` one, e.g. ``modt-no-states``); one with an ``eval.json`` is not run again, so an
+interrupted benchmark resumes by re-running the same command.
 
 Full budget (the defaults): 3 seeds x 10k updates,
 
@@ -80,6 +84,7 @@ from pathlib import Path
 import numpy as np
 
 from deeprl.agent import agent_registry
+from deeprl.eval.normalize import d4rl_normalized
 from deeprl.offline.d4rl import read_metadata, write_d4rl
 
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
@@ -97,6 +102,9 @@ DT_AGENTS = ("dt", *MODT_ABLATIONS)
 # generated Pendulum expert file (normalized >= 80) in 3k updates on this CPU; CORL's default
 # (embed 128, 3 layers, lr 1e-4, 10k warm-up updates) is sized for runs of 100k updates or more.
 DT_SIZE = ("agent.embed_dim=64", "agent.n_layers=2", "agent.lr=1e-3", "agent.warmup_steps=200")
+# CORL dt.py's target returns (the first of each pair; ../shared/reference/offline.md), in env
+# units of D4RL's v2 tasks: scaled to a generated dataset through D4RL's normalized score
+CORL_DT_TARGETS = {"hopper": 3600.0, "halfcheetah": 12000.0, "walker2d": 5000.0}
 # ReCOIL/SMODICE's K: expert trajectories in the suboptimal set (walker2d: 100)
 RECOIL_K = 200
 # Kept in the ReCOIL suboptimal file: what dataset=d4rl and the eval need
@@ -140,6 +148,22 @@ def file_prefix(env: str) -> str:
 def normalized(value: float, metadata: dict) -> float:
     low, high = float(metadata["ref_min_score"]), float(metadata["ref_max_score"])
     return 100 * (value - low) / (high - low)
+
+
+def dt_target(env: str, metadata: dict) -> float:
+    """DT's acting target (env units) on the files of ``env``: CORL's constant for the task at
+    the same D4RL-normalized level on the files' references, else the expert reference score."""
+    task = file_prefix(env)
+    if task not in CORL_DT_TARGETS:
+        return float(metadata["ref_max_score"])
+    level = float(d4rl_normalized(task, CORL_DT_TARGETS[task])) / 100
+    low, high = float(metadata["ref_min_score"]), float(metadata["ref_max_score"])
+    return low + level * (high - low)
+
+
+def run_tag(overrides: list[str]) -> str:
+    """The run-name part of ``--set`` overrides: agent.temp=10 -> temp10."""
+    return "-".join(o.rsplit(".", 1)[-1].replace("=", "") for o in overrides)
 
 
 def make_datasets(args: argparse.Namespace) -> dict[str, Path]:
@@ -195,7 +219,8 @@ def train(args: argparse.Namespace, name: str, agent: str, label: str, dataset: 
           extra: tuple[str, ...] = ()) -> tuple[float, float]:
     """One ``deeprl-train`` run of ``agent`` (skipped when finished), ``name`` telling it apart
     (an ablation's); returns (normalized score, seconds)."""
-    run_dir = args.out / "runs" / f"{name}-{label}-u{args.updates}-seed{seed}"
+    tag = f"-{run_tag(args.set)}" if args.set else ""
+    run_dir = args.out / "runs" / f"{name}-{label}-u{args.updates}{tag}-seed{seed}"
     result = run_dir / "eval.json"
     if not result.exists():
         command = [*cli("deeprl-train"), f"agent={agent}", f"env={args.env}", "dataset=d4rl",
@@ -203,7 +228,7 @@ def train(args: argparse.Namespace, name: str, agent: str, label: str, dataset: 
                    f"train.total_steps={args.updates}", f"train.eval_every={args.eval_every}",
                    f"train.eval_episodes={args.eval_episodes}", "train.checkpoint_every=0",
                    f"train.log_every={max(1, args.updates // 10)}", "train.threads=1",
-                   f"hydra.run.dir={run_dir.resolve()}", *extra]
+                   f"hydra.run.dir={run_dir.resolve()}", *extra, *args.set]
         print(" ".join(command), flush=True)
         started = time.perf_counter()
         proc = subprocess.run(command, env=run_env(), capture_output=True, text=True)
@@ -240,7 +265,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--agents", nargs="+", choices=(*AGENTS, *DT_AGENTS), default=list(AGENTS),
                    help="a subset to run (bc: on medium and on medium-replay); DT and the MO-DT "
                         "ablations only when named")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Hydra override for every run (repeatable), e.g. agent.temp=10")
     args = p.parse_args(argv)
+    bad = [o for o in args.set if "=" not in o]
+    if bad:
+        p.error(f"--set {bad[0]!r} is not KEY=VALUE; write e.g. --set agent.temp=10")
 
     files = make_datasets(args)
     td3bc = td3bc_name()
@@ -249,8 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     replay = [(name, name, "medium-replay", files["medium-replay"], ())
               for name in (td3bc if a == "td3bc" else a for a in REPLAY_AGENTS)]
     _, replay_meta = read_raw(files["medium-replay"])
-    # DT's target return is in env units: the expert reference score (module docstring)
-    dt_extra = (*DT_SIZE, f"agent.target_return={float(replay_meta['ref_max_score'])}")
+    # DT's target return in env units (module docstring)
+    dt_extra = (*DT_SIZE, f"agent.target_return={dt_target(args.env, replay_meta):.1f}")
     dt_family = [(name, "dt" if name == "dt" else "modt", "medium-replay", files["medium-replay"],
                   (*dt_extra, *MODT_ABLATIONS.get(name, ()))) for name in DT_AGENTS]
     # Jobs: (name, agent, dataset label, file, overrides). CQL, by far the slowest per update,

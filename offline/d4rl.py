@@ -234,7 +234,7 @@ def write_d4rl(
         raise UserError(f"write_d4rl: data has no {missing[0]!r}; it needs {REQUIRED_KEYS}")
     check_lengths(dict(data), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # concurrent writers do not collide
     try:
         with h5py.File(tmp, "w") as f:
             for key, value in data.items():

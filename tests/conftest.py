@@ -21,6 +21,18 @@ def _cli_env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "MUJOCO_GL": "egl", "PYTHONPATH": path}
 
 
+def video_frames(path: Path) -> list:
+    """The frames (H, W, 3) uint8 BGR arrays of a video file, read with OpenCV."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (frame := capture.read())[0]:
+        frames.append(frame[1])
+    capture.release()
+    return frames
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 600, module: str = "deeprl.train"):
     """Run ``python -m <module> args...``; returns the CompletedProcess (text output)."""
     return subprocess.run(

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import deeprl
-from conftest import assert_resume_equal, read_jsonl, run_cli
+from conftest import assert_resume_equal, read_jsonl, run_cli, video_frames
 from deeprl.agents import Drama
 from deeprl.buffers.replay import ReplayBuffer
 from deeprl.buffers.samplers import DFSSampler, UniformSampler
@@ -122,6 +122,57 @@ def test_step_mode_imagination_equals_a_parallel_pass(sequence):
         first = F.pad(is_first, (0, horizon))
         h_all, _ = model.observe(z_all, a_all, first)
     assert torch.allclose(torch.stack(hs, 1), h_all[:, context:], atol=1e-5)
+
+
+def test_open_loop_frames_are_posterior_then_prior_fed_the_real_actions():
+    torch.manual_seed(0)
+    model = small_model((3, 16, 16))
+    batch, length, context = 2, 6, 3
+    obs = torch.randint(0, 256, (batch, length, 3, 16, 16), dtype=torch.uint8)
+    action = F.one_hot(torch.randint(3, (batch, length)), 3).float()
+    is_first = torch.zeros(batch, length, dtype=torch.bool)
+    is_first[:, 0] = True
+    frames = model.open_loop(obs, action, is_first, context, sample=False)
+    assert frames.shape == obs.shape and 0 <= frames.min() and frames.max() <= 1
+    assert model.training  # restored, and BatchNorm's running statistics were only read
+    model.eval()
+    with torch.no_grad():
+        z, _ = model.encode(obs[:, :context], sample=False)
+        state = model.imagine_start(obs[:, :context], action[:, :context], is_first[:, :context],
+                                    sample=False)
+        latents = [z]
+        for t in range(context, length):
+            latents.append(state.z.unsqueeze(1))
+            state = model.imagine_step(state, action[:, t], sample=False)
+        expected = model.decoder(torch.cat(latents, 1).flatten(-2))
+        closed = model.decoder(model.encode(obs, sample=False)[0].flatten(-2))
+    assert torch.allclose(frames, expected, atol=1e-6)
+    assert torch.allclose(frames[:, :context], closed[:, :context], atol=1e-6)
+    assert not torch.allclose(frames[:, context:], closed[:, context:])  # no observation after
+    with pytest.raises(ValueError, match="context"):
+        model.open_loop(obs, action, is_first, length)
+
+
+def test_drama_eval_media_leaves_the_rng_and_dfs_counts_alone():
+    spec = EnvSpec("pixels", Box.uniform((3, 16, 16), 0, 255, torch.uint8), Discrete(3))
+    agent = Drama(spec, 2, config=make_config(Drama.Config, {**TINY, "depth": 4}))
+    buffer = agent.make_buffer()
+    assert agent.eval_media(buffer) == {}  # nothing replayed yet
+    frames = torch.randint(0, 256, (21, 2, 3, 16, 16), dtype=torch.uint8)
+    for t in range(20):
+        buffer.add({"obs": frames[t], "action": torch.randint(3, (2,)), "reward": torch.rand(2),
+                    "next_obs": frames[t + 1], "terminated": torch.zeros(2, dtype=torch.bool),
+                    "truncated": torch.zeros(2, dtype=torch.bool)})
+    buffer.sample_sequences(3, 8, allow_cross_episode=True)
+    counts, rng = buffer.sampler.model_counts.clone(), torch.get_rng_state()
+    video = agent.eval_media(buffer)["open_loop"]
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.equal(buffer.sampler.model_counts, counts)
+    # batch_length 8 frames; rows truth, model, error; 6 sequences side by side
+    assert video.dtype == torch.uint8 and video.shape == (8, 3 * 16, 6 * 16, 3)
+    vector_agent, env = tiny_agent()
+    assert vector_agent.eval_media(vector_agent.make_buffer()) == {}
+    env.close()
 
 
 # ---- DFS sampler ---------------------------------------------------------------------------------
@@ -279,6 +330,17 @@ def test_drama_cli_run_on_cartpole(tmp_path):
     assert (run_dir / "eval.json").exists()
     logged = read_jsonl(run_dir / "metrics.jsonl")
     assert any("train/model_loss" in row for row in logged)
+
+
+def test_drama_pixel_run_writes_an_open_loop_video(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(*TINY_CLI, "agent.depth=4", "env=atari100k", "env.size=16",
+                   "train.total_steps=120", "train.eval_every=0", "train.eval_episodes=1",
+                   "train.eval_max_episode_steps=20", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                   timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    frames = video_frames(run_dir / "videos" / "open_loop_120.mp4")
+    assert len(frames) == 8 and frames[0].shape == (3 * 16, 6 * 16, 3)
 
 
 @pytest.mark.slow  # ~2 min on 2 busy cores: three CLI runs

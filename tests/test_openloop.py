@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import cv2
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_dreamer import TINY, TINY_CLI, tiny_agent
 
-from conftest import run_cli
+from conftest import run_cli, video_frames
 from deeprl.agents import Dreamer
 from deeprl.config import make_config
 from deeprl.envs.spec import Box, Discrete, EnvSpec
@@ -110,10 +109,7 @@ def test_dreamer_pixel_run_writes_open_loop_videos_and_logs_every_term(tmp_path)
         f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    capture = cv2.VideoCapture(str(run_dir / "videos" / "open_loop_100.mp4"))
-    frames = []
-    while (frame := capture.read())[0]:
-        frames.append(frame[1])
+    frames = video_frames(run_dir / "videos" / "open_loop_100.mp4")
     assert len(frames) == 8 and frames[0].shape == (3 * 16, 6 * 16, 3)
     events = EventAccumulator(str(run_dir / "tb"))
     events.Reload()

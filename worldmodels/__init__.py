@@ -31,7 +31,7 @@ from deeprl.worldmodels.dreamer_parts import (
 )
 from deeprl.worldmodels.mamba import KernelUnavailableError, Mamba, SSMState
 from deeprl.worldmodels.mamba2 import Mamba2
-from deeprl.worldmodels.openloop import open_loop_video
+from deeprl.worldmodels.openloop import open_loop_video, video_grid
 from deeprl.worldmodels.rssm import (
     RSSM,
     Observed,
@@ -87,5 +87,6 @@ __all__ = [
     "open_loop_video",
     "straight_through_sample",
     "unimix",
+    "video_grid",
     "world_model_loss",
 ]

@@ -28,6 +28,9 @@ DreamerV3's symlog MLP encoder/decoder (:mod:`deeprl.worldmodels.dreamer_parts`)
 reward and termination heads (one 256-unit layer as Drama's, with LayerNorm where Drama's have
 RMSNorm). At Atari's settings the model has about 7M parameters.
 
+Open-loop videos (:meth:`DramaWorldModel.open_loop`): the posterior of a few observed frames, then
+the prior alone fed the real actions, decoded beside the truth as DreamerV3's RSSM videos.
+
 Imagination (:meth:`DramaWorldModel.imagine_start`, :meth:`DramaWorldModel.imagine_step`) runs
 the context in one parallel pass that returns the sequence model's state, then steps the model
 one imagined step at a time from that cached state. An imagined state is (z, h): the prior
@@ -274,6 +277,41 @@ class DramaWorldModel(nn.Module):
         h, core = self.sequence.step(self.stem_input(state.z, action), state.core)
         z, _ = self.prior(h, sample)
         return DramaState(z, h, core)
+
+    @torch.no_grad()
+    def open_loop(self, obs: Tensor, action: Tensor, is_first: Tensor, context: int = 5,
+                  sample: bool = True) -> Tensor:
+        """Frames (B, L, *obs_shape) of B replayed windows, the video of
+        :func:`deeprl.worldmodels.openloop.video_grid` for images (in [0, 1]): the first
+        ``context`` decoded from the posterior of the observed frames, the rest predicted open
+        loop (the prior alone, fed the actions really taken), as DreamerV3's RSSM videos.
+
+        Args:
+            obs: (B, L, *obs_shape) uint8 images (or vectors); action: (B, L, A) one-hot;
+                is_first: (B, L) bool, read in the context only (an episode start after it
+                is not shown to the model); context: observed steps, 1 <= context < L.
+            sample: sample the latents (else their modes).
+
+        BatchNorm layers use their running statistics: the call changes no model state.
+        """
+        length = obs.shape[1]
+        if not 1 <= context < length:
+            raise ValueError(f"context must be in [1, {length - 1}] for {length} steps, "
+                             f"got {context}")
+        training = self.training
+        self.train(False)
+        try:
+            z, _ = self.encode(obs[:, :context], sample)
+            h, core = self.observe(z, action[:, :context], is_first[:, :context])
+            state = DramaState(self.prior(h[:, -1], sample)[0], h[:, -1], core)
+            latents = [z]
+            for t in range(context, length):
+                latents.append(state.z.unsqueeze(1))
+                if t + 1 < length:
+                    state = self.imagine_step(state, action[:, t], sample)
+            return self.decoder(torch.cat(latents, 1).flatten(-2))
+        finally:
+            self.train(training)
 
     def continue_prob(self, h: Tensor) -> Tensor:
         """P(episode continues) (...) after the step that produced h (..., d_model)."""

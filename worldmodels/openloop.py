@@ -1,4 +1,4 @@
-"""Open-loop prediction videos of an RSSM world model, as DreamerV3 reports them.
+"""Open-loop prediction videos of world models, as DreamerV3 reports them.
 
 Hafner et al. 2023, "Mastering Diverse Domains through World Models" (DreamerV3; its report
 shows 6 replayed sequences with 5 context frames). For each sequence the model observes the
@@ -11,8 +11,9 @@ prior p(z_t | h_t) alone, fed the actions that were really taken:
 An episode start after the context is not shown to the prior: the prediction carries on the
 old episode where the truth starts a new one.
 
-The decoded frames go into a grid: per sequence a column of truth, model and error
-(model - truth + 1) / 2 (mid-grey where they agree), the sequences side by side.
+The decoded frames go into a grid (:func:`video_grid`, also the layout of Drama's videos,
+:meth:`deeprl.worldmodels.drama.DramaWorldModel.open_loop`): per sequence a column of truth,
+model and error (model - truth + 1) / 2 (mid-grey where they agree), the sequences side by side.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from torch import Tensor
 
 from deeprl.worldmodels.rssm import RSSM
 
-__all__ = ["open_loop_video"]
+__all__ = ["VIDEO_CONTEXT", "VIDEO_SEQUENCES", "open_loop_video", "video_grid"]
+
+# The agents' videos at each evaluation: DreamerV3's report shows 6 sequences, 5 observed frames
+VIDEO_SEQUENCES, VIDEO_CONTEXT = 6, 5
 
 
 def _shown_channels(images: Tensor) -> Tensor:
@@ -73,7 +77,13 @@ def open_loop_video(
         deters.append(state.deter.unsqueeze(1))
         stochs.append(state.stoch.unsqueeze(1))
     features = rssm.features(torch.cat(deters, 1), torch.cat(stochs, 1))
-    model = (decode(features).float() + 0.5).clamp(0, 1)
+    return video_grid(obs, (decode(features).float() + 0.5).clamp(0, 1))
+
+
+def video_grid(obs: Tensor, model: Tensor) -> Tensor:
+    """The video of B sequences from the true frames ``obs`` (B, L, C, H, W) uint8 and the
+    model's ``model`` (B, L, C, H, W) in [0, 1]: uint8 (L, 3 H, B W, c), c = 3 or 1 (see
+    ``_shown_channels``), rows truth, model, error."""
     truth = obs.float() / 255
     error = (model - truth + 1) / 2
     grid = torch.cat([truth, model, error], -2)  # (B, L, C, 3H, W)

@@ -512,6 +512,19 @@ class ReplayBuffer(Buffer):
         ``index[:, 0]``); the sampler's extras (e.g. ``weight``) are per chunk, (B,).
         """
         start, env, extra = self.sampler.sample(batch_size, length, generator)
+        batch = self.read_sequences(start, env, length, allow_cross_episode)
+        batch.update(extra)
+        self.sampler.on_sample(batch["index"], batch["mask"])
+        return batch
+
+    def read_sequences(
+        self, start: torch.Tensor, env: torch.Tensor, length: int,
+        allow_cross_episode: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """The chunks of ``length`` steps from time slots ``start`` (B,) of envs ``env`` (B,), laid
+        out as :meth:`sample_sequences` (without sampler extras), and unseen by the sampler: a
+        read that leaves training as it was (e.g. for a video of the world model)."""
+        batch_size = start.shape[0]
         steps = torch.arange(length, device=self.device)
         t = (start.unsqueeze(1) + steps) % self.steps  # (B, L)
         env = env.unsqueeze(1).expand(batch_size, length)
@@ -530,8 +543,6 @@ class ReplayBuffer(Buffer):
         batch["is_first"] = is_first
         batch["mask"] = mask
         batch["index"] = t * self.num_envs + env
-        batch.update(extra)
-        self.sampler.on_sample(batch["index"], mask)
         return batch
 
     # ---- persistence --------------------------------------------------------------------------
